@@ -1,0 +1,211 @@
+/*
+ * engine.h -- the library's internal interface, shared by lib/ and ops/.
+ *
+ * An op file needs only this header. The pattern of every op:
+ *
+ *   forward (the public function yk_foo):
+ *     if (!yk__inputs_ok(g, n, inputs)) return NULL;   // sticky errors
+ *     ...check arguments, return yk__fail(g, YK_E..., "foo: ...") on error
+ *     yk_node *out = yk__node_new(g, &yk_op_foo, n, inputs, dtype, ndim, shape);
+ *     ...compute into yk__data(out), save what backward needs (yk__save)
+ *
+ *   backward (yk_op_foo.backward): grad_out is the dense gradient of the
+ *   output. For each input i with yk__needs_grad(node, i), ask the engine for
+ *   the buffer to ADD into: yk__grad_dense (zeroed on first use) or
+ *   yk__grad_rows (row-sparse). A backward never stores gradients itself:
+ *   accumulation and merging live in engine.c.
+ */
+#ifndef YOKE_ENGINE_H
+#define YOKE_ENGINE_H
+
+#include "yoke.h"
+
+#include <stdarg.h>
+
+/* ---------------------------------------------------------------- ctx */
+
+struct yk_ctx {
+    yk_alloc_fn alloc;
+    void *ud;
+    int threads;
+    uint64_t next_graph_id;
+    yk_status status;
+    char msg[512];
+};
+
+/* Allocation through the context's hook. yk__alloc zeroes the block. */
+void *yk__alloc(yk_ctx *ctx, size_t size);
+void *yk__realloc(yk_ctx *ctx, void *p, size_t old_size, size_t new_size);
+void yk__free(yk_ctx *ctx, void *p, size_t size);
+char *yk__strdup(yk_ctx *ctx, const char *s);
+
+/* Records an error on ctx and returns code. printf-style message. */
+yk_status yk__error(yk_ctx *ctx, yk_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+yk_status yk__verror(yk_ctx *ctx, yk_status code, const char *fmt,
+                     va_list ap);
+
+/* ------------------------------------------------------------- tensor */
+
+enum yk__storage { YK__OWNED, YK__BORROWED, YK__ARENA };
+
+struct yk_tensor {
+    yk_ctx *ctx;
+    yk_dtype dtype;
+    int ndim;
+    int64_t shape[YK_MAX_DIMS];
+    int64_t numel;
+    void *data;
+    enum yk__storage storage;
+};
+
+/* Checks dtype/ndim/shape and computes numel (overflow-safe). */
+yk_status yk__shape_check(yk_ctx *ctx, const char *fn, yk_dtype dt, int ndim,
+                          const int64_t *shape, int64_t *numel);
+/* Fills the header of t (no data). */
+void yk__tensor_init(yk_tensor *t, yk_ctx *ctx, yk_dtype dt, int ndim,
+                     const int64_t *shape, int64_t numel);
+bool yk__same_shape(const yk_tensor *a, const yk_tensor *b);
+/* 64-bit uniform random number for (seed, counter). */
+uint64_t yk__random_u64(uint64_t seed, uint64_t counter);
+/* Normalizes dim for a tensor of ndim dims; -1 on out of range. */
+int yk__norm_dim(int dim, int ndim);
+
+/* -------------------------------------------------------------- model */
+
+/* A list of row-sparse gradient chunks: chunk k holds n row ids and
+ * n x rowlen values. Rows may repeat; they are summed when coalesced. */
+typedef struct yk__rowchunk {
+    int64_t n;
+    bool sparse;    /* the use asked for a row-sparse gradient */
+    int64_t *rows;
+    void *values;
+    struct yk__rowchunk *next;
+} yk__rowchunk;
+
+struct yk_param {
+    yk_model *model;
+    char *name;
+    yk_tensor value;
+    bool requires_grad;
+    /* accumulated gradient (model allocator, lives across steps) */
+    yk_grad_kind grad_kind;
+    yk_tensor *grad;           /* dense gradient, when kind is DENSE     */
+    int64_t nrows, rows_cap;   /* row-sparse gradient, when kind is ROWS */
+    int64_t *rows;
+    void *row_values;
+    bool rows_coalesced;
+    yk_tensor rows_view;       /* [nrows, rowlen] view on row_values     */
+};
+
+/* Adds a graph's gradient of p into the store (graph.c calls them).
+ * add_dense makes the store dense and adds g (g may be NULL: just make it
+ * dense); add_rows scatters into a dense store or appends rows. */
+yk_status yk__param_add_dense(yk_param *p, const void *g);
+yk_status yk__param_add_rows(yk_param *p, const yk__rowchunk *chunks);
+/* Elements per row of a parameter (product of dims after the first). */
+int64_t yk__rowlen(const yk_tensor *t);
+
+/* ------------------------------------------------------------- graph */
+
+typedef struct yk__arena_chunk {
+    struct yk__arena_chunk *next;
+    size_t size, used;
+} yk__arena_chunk;
+
+/* The gradient of a node during backward: a dense part, row chunks, or
+ * both (merged before use). */
+typedef struct yk__grad {
+    void *dense;
+    yk__rowchunk *chunks;
+    bool touched;    /* some backward sent a gradient (even 0 rows)   */
+    bool want_dense; /* some use asked for a dense buffer (yk__grad_dense) */
+} yk__grad;
+
+struct yk_node {
+    const yk_op_def *op;  /* NULL for leaves */
+    const char *leaf_kind; /* "param" or "const" for leaves */
+    yk_graph *g;
+    int64_t id;           /* creation order: a topological order */
+    yk_tensor value;      /* value.data is NULL while a lazy node is unmade */
+    int n_inputs;
+    yk_node **inputs;
+    bool requires_grad;
+    bool lazy;            /* value computed on first yk_value()  */
+    yk_param *param;      /* for parameter leaves                */
+    void *saved;          /* op-specific, in the arena           */
+    yk__grad grad;
+    yk_tensor *grad_view; /* dense gradient handed to users      */
+};
+
+struct yk_graph {
+    yk_ctx *ctx;
+    uint64_t id;
+    yk__arena_chunk *chunks;
+    size_t bytes;
+    yk_status status;
+    bool grad_enabled;
+    bool backward_done;
+    yk_node **nodes;      /* every node, in id order */
+    int64_t n_nodes, nodes_cap;
+};
+
+/* Arena memory, zeroed, 64-byte aligned; NULL (and a sticky YK_ENOMEM)
+ * on failure. */
+void *yk__arena_alloc(yk_graph *g, size_t size);
+
+/* Records err on the graph (sticky) and the context; returns NULL. */
+yk_node *yk__fail(yk_graph *g, yk_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* False when the graph already failed or an input is NULL (then the
+ * graph fails with the first error, or YK_EINVAL for a NULL input).
+ * Also checks that every input belongs to g. */
+bool yk__inputs_ok(yk_graph *g, const char *op, int n, yk_node *const *in);
+
+/* A new op node with an allocated (zeroed) value of that dtype and shape,
+ * inputs copied; requires_grad when grad is on and an input needs it. */
+yk_node *yk__node_new(yk_graph *g, const yk_op_def *op, int n,
+                      yk_node *const *inputs, yk_dtype dt, int ndim,
+                      const int64_t *shape);
+/* As yk__node_new, but the value stays unmade until yk_value() (lazy). */
+yk_node *yk__node_new_lazy(yk_graph *g, const yk_op_def *op, int n,
+                           yk_node *const *inputs, yk_dtype dt, int ndim,
+                           const int64_t *shape);
+/* Saved state for backward, zeroed, in the arena. */
+void *yk__save(yk_node *n, size_t size);
+
+/* The input's value, made if lazy; NULL (graph failed) on OOM. */
+const yk_tensor *yk__in(yk_node *n, int i);
+static inline void *yk__data(yk_node *n) { return n->value.data; }
+
+/* Row r of a 2-D node, lazy or not: a pointer into its value, or the row
+ * gathered into scratch (rowlen elements) when the node is a lazy cat. */
+const void *yk__row(const yk_node *w, int64_t r, void *scratch);
+
+/* During backward: does input i need a gradient? */
+bool yk__needs_grad(const yk_node *n, int i);
+/* The dense gradient buffer of input i to add into (zeroed on first use),
+ * or NULL when it needs none or memory ran out (check g->status). */
+void *yk__grad_dense(yk_graph *g, yk_node *n, int i);
+/* A buffer of count x rowlen values to add the gradient of rows[0..count)
+ * of input i into (rows copied, may repeat; count may be 0: "looked up but
+ * no row"). sparse says whether the use asked for a row-sparse gradient: a
+ * parameter's gradient is row-sparse only if every use did. */
+void *yk__grad_rows(yk_graph *g, yk_node *n, int i, int64_t count,
+                    const int64_t *rows, bool sparse);
+/* Same, for a node directly (used by cat's row backward). */
+void *yk__grad_rows_node(yk_graph *g, yk_node *target, int64_t count,
+                         const int64_t *rows, bool sparse);
+
+/* Scatters chunks into dense (rowlen values per row), adding. */
+void yk__scatter_rows(yk_dtype dt, void *dense, int64_t rowlen,
+                      const yk__rowchunk *chunks);
+
+/* ------------------------------------------------------------ registry */
+
+/* One extern per op, named yk_op_<name>, generated from ops/ops.def. */
+#define YK_OP(name) extern const yk_op_def yk_op_##name;
+#include "../ops/ops.def"
+#undef YK_OP
+
+#endif /* YOKE_ENGINE_H */

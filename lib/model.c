@@ -1,0 +1,381 @@
+/* model.c -- the parameter store: named parameters and their gradients. */
+#include "engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct yk_model {
+    yk_ctx *ctx;
+    yk_param **params;
+    int n, cap;
+};
+
+yk_model *yk_model_new(yk_ctx *ctx)
+{
+    if (!ctx)
+        return NULL;
+    yk_model *m = yk__alloc(ctx, sizeof *m);
+    if (m)
+        m->ctx = ctx;
+    return m;
+}
+
+yk_ctx *yk_model_ctx(const yk_model *m) { return m ? m->ctx : NULL; }
+
+static void grad_free(yk_param *p)
+{
+    yk_ctx *ctx = p->model->ctx;
+    int64_t rowlen = yk__rowlen(&p->value);
+    size_t es = yk_dtype_size(p->value.dtype);
+    yk_tensor_free(p->grad);
+    p->grad = NULL;
+    yk__free(ctx, p->rows, (size_t)p->rows_cap * sizeof(int64_t));
+    yk__free(ctx, p->row_values, (size_t)(p->rows_cap * rowlen) * es);
+    p->rows = NULL;
+    p->row_values = NULL;
+    p->nrows = p->rows_cap = 0;
+    p->grad_kind = YK_GRAD_NONE;
+}
+
+static void param_free(yk_param *p)
+{
+    yk_ctx *ctx = p->model->ctx;
+    grad_free(p);
+    yk__free(ctx, p->value.data, yk_tensor_nbytes(&p->value));
+    yk__free(ctx, p->name, strlen(p->name) + 1);
+    yk__free(ctx, p, sizeof *p);
+}
+
+void yk_model_free(yk_model *m)
+{
+    if (!m)
+        return;
+    for (int i = 0; i < m->n; i++)
+        param_free(m->params[i]);
+    yk__free(m->ctx, m->params, (size_t)m->cap * sizeof *m->params);
+    yk__free(m->ctx, m, sizeof *m);
+}
+
+yk_param *yk_model_add(yk_model *m, const char *name, yk_dtype dt, int ndim,
+                       const int64_t *shape)
+{
+    if (!m)
+        return NULL;
+    yk_ctx *ctx = m->ctx;
+    if (!name || !*name) {
+        yk__error(ctx, YK_EINVAL, "yk_model_add: name is empty");
+        return NULL;
+    }
+    if (yk_model_find(m, name)) {
+        yk__error(ctx, YK_EINVAL, "yk_model_add: a parameter named \"%s\" "
+                  "already exists", name);
+        return NULL;
+    }
+    int64_t numel;
+    if (yk__shape_check(ctx, "yk_model_add", dt, ndim, shape, &numel))
+        return NULL;
+    if (dt == YK_I64) {
+        yk__error(ctx, YK_EDTYPE, "yk_model_add: parameter \"%s\" must be "
+                  "f32 or f64, not i64", name);
+        return NULL;
+    }
+    if (m->n == m->cap) {
+        int cap = m->cap ? 2 * m->cap : 8;
+        yk_param **a = yk__realloc(ctx, m->params,
+                                   (size_t)m->cap * sizeof *a,
+                                   (size_t)cap * sizeof *a);
+        if (!a)
+            return NULL;
+        m->params = a;
+        m->cap = cap;
+    }
+    yk_param *p = yk__alloc(ctx, sizeof *p);
+    if (!p)
+        return NULL;
+    p->model = m;
+    p->requires_grad = true;
+    yk__tensor_init(&p->value, ctx, dt, ndim, shape, numel);
+    p->value.storage = YK__ARENA; /* freed by param_free, never by users */
+    p->name = yk__strdup(ctx, name);
+    p->value.data = p->name ? yk__alloc(ctx, yk_tensor_nbytes(&p->value)) : NULL;
+    if (!p->value.data) {
+        yk__free(ctx, p->name, p->name ? strlen(p->name) + 1 : 0);
+        yk__free(ctx, p, sizeof *p);
+        return NULL;
+    }
+    m->params[m->n++] = p;
+    return p;
+}
+
+yk_param *yk_model_find(const yk_model *m, const char *name)
+{
+    if (!m || !name)
+        return NULL;
+    for (int i = 0; i < m->n; i++)
+        if (strcmp(m->params[i]->name, name) == 0)
+            return m->params[i];
+    return NULL;
+}
+
+int yk_model_count(const yk_model *m) { return m ? m->n : 0; }
+
+yk_param *yk_model_at(const yk_model *m, int i)
+{
+    return m && i >= 0 && i < m->n ? m->params[i] : NULL;
+}
+
+void yk_model_zero_grad(yk_model *m)
+{
+    if (!m)
+        return;
+    for (int i = 0; i < m->n; i++) {
+        yk_param *p = m->params[i];
+        if (p->grad_kind == YK_GRAD_DENSE) {
+            /* Keep the buffer: zeroing is cheaper than reallocating. */
+            memset(p->grad->data, 0, yk_tensor_nbytes(p->grad));
+            p->grad_kind = YK_GRAD_NONE;
+        } else {
+            p->nrows = 0; /* keep the row buffers for the next step */
+            p->grad_kind = YK_GRAD_NONE;
+        }
+    }
+}
+
+const char *yk_param_name(const yk_param *p) { return p ? p->name : NULL; }
+yk_model *yk_param_model(const yk_param *p) { return p ? p->model : NULL; }
+yk_tensor *yk_param_value(yk_param *p) { return p ? &p->value : NULL; }
+bool yk_param_requires_grad(const yk_param *p) { return p && p->requires_grad; }
+
+yk_status yk_param_set_requires_grad(yk_param *p, bool on)
+{
+    if (!p)
+        return YK_EINVAL;
+    p->requires_grad = on;
+    if (!on)
+        grad_free(p);
+    return YK_OK;
+}
+
+bool yk_param_same(const yk_param *a, const yk_param *b)
+{
+    return a && b && a == b;
+}
+
+int64_t yk__rowlen(const yk_tensor *t)
+{
+    int64_t n = 1;
+    for (int i = 1; i < t->ndim; i++)
+        n *= t->shape[i];
+    return n;
+}
+
+/* ------------------------------------------------------- accumulation */
+
+static void add_into(yk_dtype dt, void *dst, const void *src, int64_t n)
+{
+    if (dt == YK_F32) {
+        float *d = dst;
+        const float *s = src;
+        for (int64_t i = 0; i < n; i++)
+            d[i] += s[i];
+    } else {
+        double *d = dst;
+        const double *s = src;
+        for (int64_t i = 0; i < n; i++)
+            d[i] += s[i];
+    }
+}
+
+/* Makes the store's gradient dense (allocating the buffer once). */
+static yk_status make_dense(yk_param *p)
+{
+    if (p->grad_kind == YK_GRAD_DENSE)
+        return YK_OK;
+    if (!p->grad) {
+        p->grad = yk_tensor_zeros(p->model->ctx, p->value.dtype,
+                                  p->value.ndim, p->value.shape);
+        if (!p->grad)
+            return YK_ENOMEM;
+    }
+    if (p->grad_kind == YK_GRAD_ROWS) {
+        yk__rowchunk all = {.n = p->nrows, .rows = p->rows, .values = p->row_values};
+        yk__scatter_rows(p->value.dtype, p->grad->data,
+                         yk__rowlen(&p->value), &all);
+        p->nrows = 0;
+    }
+    p->grad_kind = YK_GRAD_DENSE;
+    return YK_OK;
+}
+
+yk_status yk__param_add_dense(yk_param *p, const void *g)
+{
+    yk_status s = make_dense(p);
+    if (s == YK_OK && g)
+        add_into(p->value.dtype, p->grad->data, g, p->value.numel);
+    return s;
+}
+
+static yk_status reserve_rows(yk_param *p, int64_t need)
+{
+    if (need <= p->rows_cap)
+        return YK_OK;
+    yk_ctx *ctx = p->model->ctx;
+    int64_t cap = p->rows_cap ? p->rows_cap : 64;
+    while (cap < need)
+        cap *= 2;
+    size_t rb = (size_t)yk__rowlen(&p->value) * yk_dtype_size(p->value.dtype);
+    int64_t *rows = yk__realloc(ctx, p->rows, (size_t)p->rows_cap * 8,
+                                (size_t)cap * 8);
+    if (!rows)
+        return YK_ENOMEM;
+    p->rows = rows;
+    void *vals = yk__realloc(ctx, p->row_values, (size_t)p->rows_cap * rb,
+                             (size_t)cap * rb);
+    if (!vals)
+        return YK_ENOMEM; /* rows grew, cap did not: still consistent */
+    p->row_values = vals;
+    p->rows_cap = cap;
+    return YK_OK;
+}
+
+yk_status yk__param_add_rows(yk_param *p, const yk__rowchunk *chunks)
+{
+    if (p->grad_kind == YK_GRAD_DENSE) {
+        yk__scatter_rows(p->value.dtype, p->grad->data,
+                         yk__rowlen(&p->value), chunks);
+        return YK_OK;
+    }
+    int64_t total = p->nrows;
+    for (const yk__rowchunk *c = chunks; c; c = c->next)
+        total += c->n;
+    yk_status s = reserve_rows(p, total);
+    if (s)
+        return s;
+    size_t rb = (size_t)yk__rowlen(&p->value) * yk_dtype_size(p->value.dtype);
+    for (const yk__rowchunk *c = chunks; c; c = c->next) {
+        if (c->n == 0)
+            continue;
+        memcpy(p->rows + p->nrows, c->rows, (size_t)c->n * 8);
+        memcpy((char *)p->row_values + (size_t)p->nrows * rb, c->values,
+               (size_t)c->n * rb);
+        p->nrows += c->n;
+    }
+    p->grad_kind = YK_GRAD_ROWS;
+    p->rows_coalesced = false;
+    return YK_OK;
+}
+
+/* ------------------------------------------------------------ queries */
+
+yk_grad_kind yk_param_grad_kind(const yk_param *p)
+{
+    return p ? p->grad_kind : YK_GRAD_NONE;
+}
+
+const yk_tensor *yk_param_grad(const yk_param *p)
+{
+    return p && p->grad_kind == YK_GRAD_DENSE ? p->grad : NULL;
+}
+
+static int cmp_row_index(const void *a, const void *b, void *rows)
+{
+    int64_t ra = ((const int64_t *)rows)[*(const int64_t *)a];
+    int64_t rb = ((const int64_t *)rows)[*(const int64_t *)b];
+    if (ra != rb)
+        return ra < rb ? -1 : 1;
+    /* Equal rows keep input order, so sums are the same on every run. */
+    int64_t ia = *(const int64_t *)a, ib = *(const int64_t *)b;
+    return ia < ib ? -1 : ia > ib;
+}
+
+/* Sorts the rows (stable) and sums repeats, in place. */
+static yk_status coalesce(yk_param *p)
+{
+    if (p->rows_coalesced || p->nrows == 0) {
+        p->rows_coalesced = true;
+        return YK_OK;
+    }
+    yk_ctx *ctx = p->model->ctx;
+    int64_t n = p->nrows, rowlen = yk__rowlen(&p->value);
+    size_t es = yk_dtype_size(p->value.dtype), rb = (size_t)rowlen * es;
+    int64_t *order = yk__alloc(ctx, (size_t)n * 8);
+    int64_t *rows = yk__alloc(ctx, (size_t)n * 8);
+    char *vals = yk__alloc(ctx, (size_t)n * rb);
+    if (!order || !rows || !vals) {
+        yk__free(ctx, order, (size_t)n * 8);
+        yk__free(ctx, rows, (size_t)n * 8);
+        yk__free(ctx, vals, (size_t)n * rb);
+        return YK_ENOMEM;
+    }
+    for (int64_t i = 0; i < n; i++)
+        order[i] = i;
+    qsort_r(order, (size_t)n, sizeof *order, cmp_row_index, p->rows);
+    int64_t m = 0;
+    for (int64_t k = 0; k < n; k++) {
+        int64_t i = order[k];
+        const char *src = (const char *)p->row_values + (size_t)i * rb;
+        if (m > 0 && rows[m - 1] == p->rows[i]) {
+            add_into(p->value.dtype, vals + (size_t)(m - 1) * rb, src, rowlen);
+        } else {
+            rows[m] = p->rows[i];
+            memcpy(vals + (size_t)m * rb, src, rb);
+            m++;
+        }
+    }
+    memcpy(p->rows, rows, (size_t)m * 8);
+    memcpy(p->row_values, vals, (size_t)m * rb);
+    p->nrows = m;
+    p->rows_coalesced = true;
+    yk__free(ctx, order, (size_t)n * 8);
+    yk__free(ctx, rows, (size_t)n * 8);
+    yk__free(ctx, vals, (size_t)n * rb);
+    return YK_OK;
+}
+
+yk_status yk_param_grad_rows(yk_param *p, int64_t *nrows, const int64_t **rows,
+                             const yk_tensor **values)
+{
+    if (!p || !nrows || !rows || !values)
+        return YK_EINVAL;
+    if (p->grad_kind != YK_GRAD_ROWS)
+        return yk__error(p->model->ctx, YK_ESTATE, "yk_param_grad_rows: the "
+                         "gradient of \"%s\" is not row-sparse", p->name);
+    yk_status s = coalesce(p);
+    if (s)
+        return s;
+    int64_t shape[YK_MAX_DIMS];
+    shape[0] = p->nrows;
+    for (int i = 1; i < p->value.ndim; i++)
+        shape[i] = p->value.shape[i];
+    yk__tensor_init(&p->rows_view, p->model->ctx, p->value.dtype,
+                    p->value.ndim, shape, p->nrows * yk__rowlen(&p->value));
+    p->rows_view.data = p->row_values;
+    p->rows_view.storage = YK__ARENA;
+    *nrows = p->nrows;
+    *rows = p->rows;
+    *values = &p->rows_view;
+    return YK_OK;
+}
+
+yk_status yk_param_grad_to_dense(yk_param *p, yk_tensor *out)
+{
+    if (!p || !out)
+        return YK_EINVAL;
+    yk_ctx *ctx = p->model->ctx;
+    if (out->dtype != p->value.dtype)
+        return yk__error(ctx, YK_EDTYPE, "yk_param_grad_to_dense: out is %s, "
+                         "parameter \"%s\" is %s", yk_dtype_name(out->dtype),
+                         p->name, yk_dtype_name(p->value.dtype));
+    if (!yk__same_shape(out, &p->value))
+        return yk__error(ctx, YK_ESHAPE, "yk_param_grad_to_dense: out's shape "
+                         "differs from parameter \"%s\"", p->name);
+    memset(out->data, 0, yk_tensor_nbytes(out));
+    if (p->grad_kind == YK_GRAD_DENSE) {
+        memcpy(out->data, p->grad->data, yk_tensor_nbytes(out));
+    } else if (p->grad_kind == YK_GRAD_ROWS) {
+        yk__rowchunk all = {.n = p->nrows, .rows = p->rows, .values = p->row_values};
+        yk__scatter_rows(p->value.dtype, out->data, yk__rowlen(&p->value),
+                         &all);
+    }
+    return YK_OK;
+}

@@ -1,0 +1,2 @@
+#include <criterion/criterion.h>
+/* filled in by the work on this family */

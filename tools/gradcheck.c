@@ -1,0 +1,3 @@
+/* gradcheck -- STUB, being written. */
+#include "yoke.h"
+int main(void) { return 0; }
