@@ -481,5 +481,7 @@ const yk_op_def *yk_op_find(const char *name);
 #endif
 
 #include "yoke_check.h"
+#include "yoke_optim.h"
+#include "yoke_io.h"
 
 #endif /* YOKE_H */
