@@ -418,6 +418,16 @@ yk_node *yk_embedding_bag(yk_graph *g, yk_node *input, yk_node *weight,
                           yk_node *offsets, yk_node *per_sample_weights,
                           const yk_bag_opts *opts);
 
+/**
+ * max_norm, as nn.Embedding has it: rescales, in place and outside any
+ * graph (no gradient flows through it), every row of weight [V, D] that
+ * input (i64, any shape) looks up and whose norm_type-norm exceeds max_norm,
+ * to norm max_norm (PyTorch's embedding_renorm_: scale max_norm / (norm +
+ * 1e-7)). Call it before the lookup. Out-of-range indices are YK_ERANGE.
+ */
+yk_status yk_embedding_renorm(yk_tensor *weight, const yk_tensor *input,
+                              double max_norm, double norm_type);
+
 /* ======================================================================
  * The op registry: every op, its argument and attribute names, as case
  * files name them. Generated from ops/ops.def; read-only.

@@ -44,3 +44,9 @@ static yk_status backward_embedding_bag(yk_graph *g, yk_node *y, const void *gy)
 }
 
 const yk_op_def yk_op_embedding_bag = {.name = "embedding_bag", .backward = backward_embedding_bag};
+yk_status yk_embedding_renorm(yk_tensor *weight, const yk_tensor *input,
+                              double max_norm, double norm_type)
+{
+    (void)input; (void)max_norm; (void)norm_type;
+    return weight ? yk__error(weight->ctx, YK_ENOTIMPL, "yk_embedding_renorm: not implemented yet") : YK_EINVAL;
+}

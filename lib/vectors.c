@@ -1,0 +1,2 @@
+/* vectors.c -- being written */
+#include "engine.h"
