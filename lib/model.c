@@ -224,15 +224,21 @@ static yk_status reserve_rows(yk_param *p, int64_t need)
     while (cap < need)
         cap *= 2;
     size_t rb = (size_t)yk__rowlen(&p->value) * yk_dtype_size(p->value.dtype);
-    int64_t *rows = yk__realloc(ctx, p->rows, (size_t)p->rows_cap * 8,
-                                (size_t)cap * 8);
-    if (!rows)
+    /* Both buffers are made before either old one is let go, so a failure
+     * leaves the gradient as it was. */
+    int64_t *rows = yk__alloc(ctx, (size_t)cap * 8);
+    void *vals = rows ? yk__alloc(ctx, (size_t)cap * rb) : NULL;
+    if (!vals) {
+        yk__free(ctx, rows, (size_t)cap * 8);
         return YK_ENOMEM;
+    }
+    if (p->nrows) {
+        memcpy(rows, p->rows, (size_t)p->nrows * 8);
+        memcpy(vals, p->row_values, (size_t)p->nrows * rb);
+    }
+    yk__free(ctx, p->rows, (size_t)p->rows_cap * 8);
+    yk__free(ctx, p->row_values, (size_t)p->rows_cap * rb);
     p->rows = rows;
-    void *vals = yk__realloc(ctx, p->row_values, (size_t)p->rows_cap * rb,
-                             (size_t)cap * rb);
-    if (!vals)
-        return YK_ENOMEM; /* rows grew, cap did not: still consistent */
     p->row_values = vals;
     p->rows_cap = cap;
     return YK_OK;
