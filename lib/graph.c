@@ -38,12 +38,11 @@ void *yk__arena_alloc(yk_graph *g, size_t size)
         c = g->ctx->alloc(g->ctx->ud, NULL, 0, total);
         if (!c) {
             yk__fail(g, YK_ENOMEM, "out of memory: the graph needs %zu more "
-                     "bytes (it holds %zu)", size, g->bytes);
+                     "bytes (it uses %zu)", size, g->bytes);
             return NULL;
         }
         c->size = want;
         c->used = 0;
-        g->bytes += total;
         if (want > ARENA_CHUNK && g->chunks) {
             /* A big block gets a chunk of its own, kept under the current
              * chunk so that small requests go on filling that one. */
@@ -56,6 +55,7 @@ void *yk__arena_alloc(yk_graph *g, size_t size)
     }
     void *p = chunk_start(c) + c->used;
     c->used += size;
+    g->bytes += size;
     memset(p, 0, size);
     return p;
 }

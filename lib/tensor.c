@@ -314,6 +314,30 @@ yk_status yk_tensor_fill_uniform(yk_tensor *t, uint64_t seed, double lo,
     return YK_OK;
 }
 
+yk_status yk_tensor_fill_randint(yk_tensor *t, uint64_t seed, int64_t lo,
+                                 int64_t hi)
+{
+    if (!t)
+        return YK_EINVAL;
+    if (t->dtype != YK_I64)
+        return yk__error(t->ctx, YK_EDTYPE, "yk_tensor_fill_randint: tensor is "
+                         "%s, needs i64", yk_dtype_name(t->dtype));
+    if (lo >= hi)
+        return yk__error(t->ctx, YK_EINVAL, "yk_tensor_fill_randint: lo = %lld "
+                         "must be below hi = %lld", (long long)lo,
+                         (long long)hi);
+    uint64_t range = (uint64_t)hi - (uint64_t)lo;
+    int64_t *d = t->data;
+    for (int64_t i = 0; i < t->numel; i++) {
+        /* Multiply-shift maps 64 random bits onto [0, range) with a bias
+         * below range / 2^64, far below anything a test could see. */
+        uint64_t r = yk__random_u64(seed, (uint64_t)i);
+        uint64_t k = (uint64_t)(((unsigned __int128)r * range) >> 64);
+        d[i] = (int64_t)((uint64_t)lo + k);
+    }
+    return YK_OK;
+}
+
 /* -------------------------------------------------------------- printing */
 
 const char *yk_shape_format(const yk_tensor *t, char *buf, size_t size)

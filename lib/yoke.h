@@ -171,6 +171,10 @@ yk_status yk_tensor_fill_normal(yk_tensor *t, uint64_t seed, double mean,
                                 double std);
 yk_status yk_tensor_fill_uniform(yk_tensor *t, uint64_t seed, double lo,
                                  double hi);
+/** Integers drawn uniformly from [lo, hi) (torch.randint); i64 tensors only
+ * (YK_EDTYPE otherwise), lo < hi (YK_EINVAL otherwise). Counter-based. */
+yk_status yk_tensor_fill_randint(yk_tensor *t, uint64_t seed, int64_t lo,
+                                 int64_t hi);
 /** Sets every element to value (converted to the tensor's dtype). */
 yk_status yk_tensor_fill(yk_tensor *t, double value);
 /** Copies src into dst: same dtype and numel, else YK_EDTYPE / YK_ESHAPE. */
@@ -280,7 +284,8 @@ yk_ctx *yk_graph_ctx(const yk_graph *g);
  * mode, like torch.no_grad()). Nodes made before keep their flag.
  */
 void yk_graph_set_grad_enabled(yk_graph *g, bool on);
-/** Bytes the arena holds right now (for memory reports and tests). */
+/** Bytes of nodes, activations and gradients this graph has allocated so
+ * far (the arena's chunks round this up to whole MiB). */
 size_t yk_graph_bytes(const yk_graph *g);
 
 /**
@@ -493,5 +498,6 @@ const yk_op_def *yk_op_find(const char *name);
 #include "yoke_check.h"
 #include "yoke_optim.h"
 #include "yoke_io.h"
+#include "yoke_nn.h"
 
 #endif /* YOKE_H */

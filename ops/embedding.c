@@ -1,5 +1,30 @@
-/* embedding.c -- STUB: not implemented yet. */
+/*
+ * embedding.c -- embedding and embedding_bag (sum, mean, max), forward and
+ * backward side by side, and embedding_renorm (max_norm).
+ *
+ * Both ops read the weight only through yk__row() and send its gradient
+ * only through yk__grad_rows(), never as a dense [V, D] buffer: the weight
+ * may be a lazy column concatenation cat([shared, extra], 1), which then is
+ * never materialized, and a large vocabulary costs no V-sized work per step.
+ *
+ * Backward groups the lookups by weight row (a stable radix sort of the
+ * entry positions), so each distinct row gets one gradient row, summed in
+ * input order: the same bits on every run, no V-sized count array for
+ * scale_grad_by_freq, and a compact row chunk for the engine.
+ *
+ * The semantics follow ../shared/case-format.md ("Semantics that are easy to
+ * get wrong"): padding entries are skipped entirely in bags, the max's
+ * gradient goes to the first entry holding it, scale_grad_by_freq divides by
+ * the row's count over the whole input of the call, and every invalid
+ * offsets form is rejected.
+ */
 #include "../lib/engine.h"
+
+#include <math.h>
+#include <string.h>
+
+/* The normalized "no padding" row: never equal to a valid index. */
+#define NO_ROW (-1)
 
 yk_bag_opts yk_bag_defaults(void)
 {
@@ -7,46 +32,1037 @@ yk_bag_opts yk_bag_defaults(void)
     return o;
 }
 
-yk_node *yk_embedding(yk_graph *g, yk_node *input, yk_node *weight, int64_t padding_idx, bool scale_grad_by_freq, bool sparse)
+/* ------------------------------------------------------ shared checks */
+
+/* The weight must be a float matrix [V, D]. Its value is not touched (a
+ * lazy cat stays unmade): only its dtype and shape are read. */
+static bool weight_ok(yk_graph *g, const char *op, const yk_node *w)
 {
-    (void)g;
-    (void)input;
-    (void)weight;
-    (void)padding_idx;
-    (void)scale_grad_by_freq;
-    (void)sparse;
-    return g ? yk__fail(g, YK_ENOTIMPL, "embedding: not implemented yet") : NULL;
+    const yk_tensor *t = &w->value;
+    if (t->dtype == YK_I64) {
+        yk__fail(g, YK_EDTYPE, "%s: weight is i64, needs f32 or f64", op);
+        return false;
+    }
+    if (t->ndim != 2) {
+        char b[96];
+        yk__fail(g, YK_ESHAPE, "%s: weight must be 2-D [V, D], got shape %s",
+                 op, yk_shape_format(t, b, sizeof b));
+        return false;
+    }
+    return true;
+}
+
+/* Index tensors (input, offsets) are i64. */
+static bool indices_ok(yk_graph *g, const char *op, const char *arg,
+                       const yk_tensor *t)
+{
+    if (t->dtype != YK_I64) {
+        yk__fail(g, YK_EDTYPE, "%s: %s is %s, needs i64 indices", op, arg,
+                 yk_dtype_name(t->dtype));
+        return false;
+    }
+    return true;
+}
+
+/* padding_idx in [-V, V) (negative counts from the end) or YK_NO_PADDING;
+ * *row gets the row it names, or NO_ROW. */
+static bool padding_ok(yk_graph *g, const char *op, int64_t padding_idx,
+                       int64_t V, int64_t *row)
+{
+    *row = NO_ROW;
+    if (padding_idx == YK_NO_PADDING)
+        return true;
+    if (padding_idx < -V || padding_idx >= V) {
+        yk__fail(g, YK_EINVAL, "%s: padding_idx = %lld is out of range for a "
+                 "weight with %lld rows (needs %lld <= padding_idx < %lld)",
+                 op, (long long)padding_idx, (long long)V, (long long)-V,
+                 (long long)V);
+        return false;
+    }
+    *row = padding_idx < 0 ? padding_idx + V : padding_idx;
+    return true;
+}
+
+/* "input[17]", "input[1, 2]" or "input" (0-d) for flat position i. */
+static void format_position(const yk_tensor *t, int64_t i, char *buf,
+                            size_t size)
+{
+    int64_t sub[YK_MAX_DIMS];
+    for (int k = t->ndim - 1; k >= 0; k--) {
+        sub[k] = t->shape[k] ? i % t->shape[k] : 0;
+        i = t->shape[k] ? i / t->shape[k] : 0;
+    }
+    size_t n = (size_t)snprintf(buf, size, "input");
+    for (int k = 0; k < t->ndim && n < size; k++)
+        n += (size_t)snprintf(buf + n, size - n, "%s%lld", k ? ", " : "[",
+                              (long long)sub[k]);
+    if (t->ndim > 0 && n < size)
+        snprintf(buf + n, size - n, "]");
+}
+
+/* Every index in [0, V), else YK_ERANGE naming the first bad position. */
+static bool range_ok(yk_graph *g, const char *op, const yk_tensor *input,
+                     int64_t V)
+{
+    const int64_t *idx = input->data;
+    for (int64_t i = 0; i < input->numel; i++) {
+        if (idx[i] < 0 || idx[i] >= V) {
+            char pos[160];
+            format_position(input, i, pos, sizeof pos);
+            yk__fail(g, YK_ERANGE, "%s: %s = %lld is out of range for a "
+                     "weight with %lld rows", op, pos, (long long)idx[i],
+                     (long long)V);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ------------------------------------------------- grouping by row */
+
+/*
+ * Stable LSD radix sort of the items in perm[0..m) by key[item], keys in
+ * [0, max_key]; tmp holds m items. Stability keeps equal rows in input
+ * order, so gradient sums never depend on anything but the input.
+ */
+static void radix_sort_by_key(int64_t m, const int64_t *key, int64_t max_key,
+                              int64_t *perm, int64_t *tmp)
+{
+    int64_t *src = perm, *dst = tmp;
+    for (int shift = 0; shift < 64 && (max_key >> shift) > 0; shift += 8) {
+        int64_t count[257] = {0};
+        for (int64_t i = 0; i < m; i++)
+            count[((key[src[i]] >> shift) & 255) + 1]++;
+        for (int d = 0; d < 256; d++)
+            count[d + 1] += count[d];
+        for (int64_t i = 0; i < m; i++)
+            dst[count[(key[src[i]] >> shift) & 255]++] = src[i];
+        int64_t *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != perm)
+        memcpy(perm, src, (size_t)m * sizeof *perm);
+}
+
+/* The non-padding lookups of an op, grouped by weight row. */
+typedef struct row_groups {
+    int64_t n_rows;  /* distinct rows looked up                          */
+    int64_t *rows;   /* [n_rows], ascending                              */
+    int64_t *start;  /* [n_rows + 1]: group k is order[start[k]..start[k+1]) */
+    int64_t *order;  /* positions in input, grouped, input order in a group */
+} row_groups;
+
+/* Groups positions 0..n of idx (values in [0, V)) by row, leaving out
+ * positions whose row is `padding`. Arena memory; false on OOM. */
+static bool group_by_row(yk_graph *g, const int64_t *idx, int64_t n,
+                         int64_t padding, int64_t V, row_groups *rg)
+{
+    int64_t *order = yk__arena_alloc(g, (size_t)n * sizeof *order);
+    int64_t *tmp = yk__arena_alloc(g, (size_t)n * sizeof *tmp);
+    rg->rows = yk__arena_alloc(g, (size_t)n * sizeof *rg->rows);
+    rg->start = yk__arena_alloc(g, (size_t)(n + 1) * sizeof *rg->start);
+    if (!order || !tmp || !rg->rows || !rg->start)
+        return false;
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (idx[i] != padding)
+            order[m++] = i;
+    radix_sort_by_key(m, idx, V - 1, order, tmp);
+    int64_t u = 0;
+    for (int64_t k = 0; k < m; k++) {
+        if (k == 0 || idx[order[k]] != idx[order[k - 1]]) {
+            rg->rows[u] = idx[order[k]];
+            rg->start[u++] = k;
+        }
+    }
+    rg->start[u] = m;
+    rg->n_rows = u;
+    rg->order = order;
+    return true;
+}
+
+/* ========================================================== embedding */
+
+typedef struct emb_saved {
+    int64_t padding; /* normalized padding row, or NO_ROW */
+    bool scale_grad_by_freq;
+    bool sparse;
+} emb_saved;
+
+/* out[i] = weight[idx[i]] for every position; a padding row is output as
+ * is. yk__row gathers a lazy cat's row straight into the output row. */
+static void embedding_forward(const yk_node *w, const int64_t *idx, int64_t n,
+                              char *out)
+{
+    size_t rb = (size_t)w->value.shape[1] * yk_dtype_size(w->value.dtype);
+    for (int64_t i = 0; i < n; i++) {
+        char *dst = out + (size_t)i * rb;
+        const void *src = yk__row(w, idx[i], dst);
+        if (src != dst)
+            memcpy(dst, src, rb);
+    }
+}
+
+yk_node *yk_embedding(yk_graph *g, yk_node *input, yk_node *weight,
+                      int64_t padding_idx, bool scale_grad_by_freq,
+                      bool sparse)
+{
+    yk_node *in[2] = {input, weight};
+    if (!yk__inputs_ok(g, "embedding", 2, in))
+        return NULL;
+    if (!weight_ok(g, "embedding", weight))
+        return NULL;
+    const yk_tensor *idx = yk_value(input);
+    if (!idx || !indices_ok(g, "embedding", "input", idx))
+        return NULL;
+    if (idx->ndim + 1 > YK_MAX_DIMS) {
+        char b[160];
+        return yk__fail(g, YK_ESHAPE, "embedding: input has shape %s (%d "
+                        "dims); the output would have %d dims, more than %d",
+                        yk_shape_format(idx, b, sizeof b), idx->ndim,
+                        idx->ndim + 1, YK_MAX_DIMS);
+    }
+    int64_t V = weight->value.shape[0], D = weight->value.shape[1], pad;
+    if (!padding_ok(g, "embedding", padding_idx, V, &pad) ||
+        !range_ok(g, "embedding", idx, V))
+        return NULL;
+    int64_t shape[YK_MAX_DIMS];
+    memcpy(shape, idx->shape, (size_t)idx->ndim * sizeof *shape);
+    shape[idx->ndim] = D;
+    yk_node *y = yk__node_new(g, &yk_op_embedding, 2, in,
+                              weight->value.dtype, idx->ndim + 1, shape);
+    emb_saved *s = y ? yk__save(y, sizeof *s) : NULL;
+    if (!s)
+        return NULL;
+    s->padding = pad;
+    s->scale_grad_by_freq = scale_grad_by_freq;
+    s->sparse = sparse;
+    embedding_forward(weight, idx->data, idx->numel, yk__data(y));
+    return y;
+}
+
+/* dW[row] = sum of gy over the row's positions (divided by their count with
+ * scale_grad_by_freq), one gradient row per distinct row. */
+static void embedding_backward_f32(const row_groups *rg, const float *gy,
+                                   int64_t D, bool scale, float *dw)
+{
+    for (int64_t k = 0; k < rg->n_rows; k++) {
+        float *d = dw + k * D;
+        for (int64_t j = rg->start[k]; j < rg->start[k + 1]; j++) {
+            const float *src = gy + rg->order[j] * D;
+            for (int64_t c = 0; c < D; c++)
+                d[c] += src[c];
+        }
+        if (scale) {
+            float count = (float)(rg->start[k + 1] - rg->start[k]);
+            for (int64_t c = 0; c < D; c++)
+                d[c] /= count;
+        }
+    }
+}
+
+static void embedding_backward_f64(const row_groups *rg, const double *gy,
+                                   int64_t D, bool scale, double *dw)
+{
+    for (int64_t k = 0; k < rg->n_rows; k++) {
+        double *d = dw + k * D;
+        for (int64_t j = rg->start[k]; j < rg->start[k + 1]; j++) {
+            const double *src = gy + rg->order[j] * D;
+            for (int64_t c = 0; c < D; c++)
+                d[c] += src[c];
+        }
+        if (scale) {
+            double count = (double)(rg->start[k + 1] - rg->start[k]);
+            for (int64_t c = 0; c < D; c++)
+                d[c] /= count;
+        }
+    }
 }
 
 static yk_status backward_embedding(yk_graph *g, yk_node *y, const void *gy)
 {
-    (void)g; (void)y; (void)gy;
-    return YK_ENOTIMPL;
+    if (!yk__needs_grad(y, 1))
+        return YK_OK;
+    const emb_saved *s = y->saved;
+    const yk_tensor *idx = &y->inputs[0]->value;
+    const yk_tensor *w = &y->inputs[1]->value;
+    int64_t D = w->shape[1];
+    row_groups rg;
+    if (!group_by_row(g, idx->data, idx->numel, s->padding, w->shape[0], &rg))
+        return g->status;
+    /* Called even with no rows: a lookup of only padding still counts as a
+     * (sparse) use of the weight. */
+    void *dw = yk__grad_rows(g, y, 1, rg.n_rows, rg.rows, s->sparse);
+    if (!dw)
+        return g->status;
+    if (w->dtype == YK_F32)
+        embedding_backward_f32(&rg, gy, D, s->scale_grad_by_freq, dw);
+    else
+        embedding_backward_f64(&rg, gy, D, s->scale_grad_by_freq, dw);
+    return YK_OK;
 }
 
-const yk_op_def yk_op_embedding = {.name = "embedding", .backward = backward_embedding};
-
-yk_node *yk_embedding_bag(yk_graph *g, yk_node *input, yk_node *weight, yk_node *offsets, yk_node *per_sample_weights, const yk_bag_opts *opts)
+static yk_node *build_embedding(yk_graph *g, yk_node *const *in, int n,
+                                const yk_attr_value *a)
 {
-    (void)g;
-    (void)input;
-    (void)weight;
-    (void)offsets;
-    (void)per_sample_weights;
-    (void)opts;
-    return g ? yk__fail(g, YK_ENOTIMPL, "embedding_bag: not implemented yet") : NULL;
+    (void)n;
+    int64_t padding = a[0].is_null ? YK_NO_PADDING : a[0].i;
+    return yk_embedding(g, in[0], in[1], padding, a[1].i != 0, a[2].i != 0);
 }
 
-static yk_status backward_embedding_bag(yk_graph *g, yk_node *y, const void *gy)
+const yk_op_def yk_op_embedding = {
+    .name = "embedding",
+    .n_inputs = 2,
+    .input_names = {"input", "weight"},
+    .index_inputs = 1u << 0,
+    .n_attrs = 3,
+    .attrs = {
+        {.name = "padding_idx", .type = YK_ATTR_INT, .nullable = true},
+        {.name = "scale_grad_by_freq", .type = YK_ATTR_BOOL},
+        {.name = "sparse", .type = YK_ATTR_BOOL},
+    },
+    .build = build_embedding,
+    .backward = backward_embedding,
+};
+
+/* ====================================================== embedding_bag */
+
+enum { BAG_INPUT, BAG_WEIGHT, BAG_OFFSETS, BAG_PSW, BAG_N_INPUTS };
+
+/* Where the bags are: offsets into a 1-D input, or rows of length L. */
+typedef struct bag_layout {
+    int64_t n_bags;
+    int64_t n;              /* entries in input                     */
+    const int64_t *offsets; /* NULL for a 2-D input                 */
+    int64_t n_offsets;
+    int64_t row_len;        /* L, for a 2-D input                   */
+} bag_layout;
+
+/* Bag b is input[*lo .. *hi). */
+static inline void bag_range(const bag_layout *l, int64_t b, int64_t *lo,
+                             int64_t *hi)
 {
-    (void)g; (void)y; (void)gy;
-    return YK_ENOTIMPL;
+    if (!l->offsets) {
+        *lo = b * l->row_len;
+        *hi = *lo + l->row_len;
+    } else {
+        *lo = l->offsets[b];
+        *hi = b + 1 < l->n_offsets ? l->offsets[b + 1] : l->n;
+    }
 }
 
-const yk_op_def yk_op_embedding_bag = {.name = "embedding_bag", .backward = backward_embedding_bag};
+typedef struct bag_saved {
+    yk_bag_mode mode;
+    int64_t padding;    /* normalized padding row, or NO_ROW        */
+    bool scale_grad_by_freq;
+    bool sparse;
+    int64_t *bag_of;    /* [n]: the bag of entry i, -1 for padding  */
+    int64_t *size;      /* [n_bags]: non-padding entries (mean divisor) */
+    int64_t *argmax;    /* [n_bags * D] (max): entry holding the max, -1 if empty */
+} bag_saved;
+
+static const char *mode_name(yk_bag_mode m)
+{
+    return m == YK_BAG_SUM ? "sum" : m == YK_BAG_MEAN ? "mean" : "max";
+}
+
+/* Offsets, per case-format.md: missing for 1-D input or given with 2-D
+ * input, not 1-D, empty, offsets[0] != 0, decreasing, past the end of
+ * input, or (include_last_offset) not ending at len(input): YK_EOFFSETS.
+ * A non-i64 offsets tensor is YK_EDTYPE, as for every index tensor. */
+static bool offsets_ok(yk_graph *g, const yk_tensor *input, yk_node *offsets,
+                       bool include_last)
+{
+    char b[96];
+    if (input->ndim == 2) {
+        if (offsets)
+            yk__fail(g, YK_EOFFSETS, "embedding_bag: offsets given with a "
+                     "2-D input %s; a 2-D input is one bag a row and takes "
+                     "no offsets", yk_shape_format(input, b, sizeof b));
+        return !offsets;
+    }
+    if (!offsets) {
+        yk__fail(g, YK_EOFFSETS, "embedding_bag: offsets are missing; a 1-D "
+                 "input needs offsets (the start of each bag)");
+        return false;
+    }
+    const yk_tensor *o = yk_value(offsets);
+    if (!o || !indices_ok(g, "embedding_bag", "offsets", o))
+        return false;
+    if (o->ndim != 1) {
+        yk__fail(g, YK_EOFFSETS, "embedding_bag: offsets must be 1-D, got "
+                 "shape %s", yk_shape_format(o, b, sizeof b));
+        return false;
+    }
+    const int64_t *off = o->data;
+    int64_t k = o->numel, len = input->numel;
+    if (k == 0) {
+        yk__fail(g, YK_EOFFSETS, "embedding_bag: offsets are empty; they "
+                 "need at least one entry (offsets[0] = 0)");
+        return false;
+    }
+    if (off[0] != 0) {
+        yk__fail(g, YK_EOFFSETS, "embedding_bag: offsets[0] = %lld, must be "
+                 "0", (long long)off[0]);
+        return false;
+    }
+    for (int64_t i = 1; i < k; i++)
+        if (off[i] < off[i - 1]) {
+            yk__fail(g, YK_EOFFSETS, "embedding_bag: offsets[%lld] = %lld is "
+                     "less than offsets[%lld] = %lld; offsets must not "
+                     "decrease", (long long)i, (long long)off[i],
+                     (long long)(i - 1), (long long)off[i - 1]);
+            return false;
+        }
+    if (off[k - 1] > len) {
+        yk__fail(g, YK_EOFFSETS, "embedding_bag: offsets[%lld] = %lld is past "
+                 "the end of input (length %lld)", (long long)(k - 1),
+                 (long long)off[k - 1], (long long)len);
+        return false;
+    }
+    if (include_last && off[k - 1] != len) {
+        yk__fail(g, YK_EOFFSETS, "embedding_bag: with include_last_offset, "
+                 "offsets[%lld] = %lld must equal the length of input (%lld)",
+                 (long long)(k - 1), (long long)off[k - 1], (long long)len);
+        return false;
+    }
+    return true;
+}
+
+/* Mode-dependent options: max takes neither scale_grad_by_freq nor sparse;
+ * per_sample_weights need sum mode, weight's dtype and input's shape. */
+static bool bag_options_ok(yk_graph *g, const yk_bag_opts *o,
+                           const yk_tensor *input, yk_node *psw,
+                           yk_dtype wdt)
+{
+    if (o->mode == YK_BAG_MAX && o->scale_grad_by_freq) {
+        yk__fail(g, YK_EINVAL, "embedding_bag: scale_grad_by_freq is not "
+                 "supported with mode max");
+        return false;
+    }
+    if (o->mode == YK_BAG_MAX && o->sparse) {
+        yk__fail(g, YK_EINVAL, "embedding_bag: sparse is not supported with "
+                 "mode max");
+        return false;
+    }
+    if (!psw)
+        return true;
+    if (o->mode != YK_BAG_SUM) {
+        yk__fail(g, YK_EINVAL, "embedding_bag: per_sample_weights are only "
+                 "supported with mode sum, not %s", mode_name(o->mode));
+        return false;
+    }
+    const yk_tensor *p = yk_value(psw);
+    if (!p)
+        return false;
+    if (p->dtype != wdt) {
+        yk__fail(g, YK_EDTYPE, "embedding_bag: per_sample_weights are %s but "
+                 "weight is %s", yk_dtype_name(p->dtype), yk_dtype_name(wdt));
+        return false;
+    }
+    if (!yk__same_shape(p, input)) {
+        char a[96], b[96];
+        yk__fail(g, YK_ESHAPE, "embedding_bag: per_sample_weights have shape "
+                 "%s but input has shape %s", yk_shape_format(p, a, sizeof a),
+                 yk_shape_format(input, b, sizeof b));
+        return false;
+    }
+    return true;
+}
+
+/* Checks everything but the indices' range; fills the layout. */
+static bool bag_args_ok(yk_graph *g, yk_node *const *in, const yk_bag_opts *o,
+                        bag_layout *l)
+{
+    if (o->mode != YK_BAG_SUM && o->mode != YK_BAG_MEAN &&
+        o->mode != YK_BAG_MAX) {
+        yk__fail(g, YK_EINVAL, "embedding_bag: mode = %d is not a bag mode "
+                 "(YK_BAG_SUM, YK_BAG_MEAN or YK_BAG_MAX)", (int)o->mode);
+        return false;
+    }
+    if (!weight_ok(g, "embedding_bag", in[BAG_WEIGHT]))
+        return false;
+    const yk_tensor *input = yk_value(in[BAG_INPUT]);
+    if (!input || !indices_ok(g, "embedding_bag", "input", input))
+        return false;
+    if (input->ndim != 1 && input->ndim != 2) {
+        char b[96];
+        yk__fail(g, YK_ESHAPE, "embedding_bag: input must be 1-D (with "
+                 "offsets) or 2-D (one bag a row), got shape %s",
+                 yk_shape_format(input, b, sizeof b));
+        return false;
+    }
+    if (!offsets_ok(g, input, in[BAG_OFFSETS], o->include_last_offset) ||
+        !bag_options_ok(g, o, input, in[BAG_PSW],
+                        in[BAG_WEIGHT]->value.dtype))
+        return false;
+    l->n = input->numel;
+    if (input->ndim == 2) {
+        l->n_bags = input->shape[0];
+        l->row_len = input->shape[1];
+        l->offsets = NULL;
+    } else {
+        const yk_tensor *off = &in[BAG_OFFSETS]->value;
+        l->offsets = off->data;
+        l->n_offsets = off->numel;
+        l->n_bags = off->numel - (o->include_last_offset ? 1 : 0);
+    }
+    return true;
+}
+
+/* Sum (or mean) of each bag's non-padding rows, psw[i] times row i when
+ * given, straight into the output row. */
+static void bag_sum_f32(const yk_node *w, const int64_t *idx, const float *psw,
+                        const bag_layout *l, int64_t pad, bool mean,
+                        float *out, float *scratch)
+{
+    int64_t D = w->value.shape[1];
+    for (int64_t b = 0; b < l->n_bags; b++) {
+        float *o = out + b * D;
+        int64_t lo, hi, count = 0;
+        bag_range(l, b, &lo, &hi);
+        for (int64_t i = lo; i < hi; i++) {
+            if (idx[i] == pad)
+                continue;
+            const float *r = yk__row(w, idx[i], scratch);
+            float c = psw ? psw[i] : 1.0f;
+            for (int64_t d = 0; d < D; d++)
+                o[d] += c * r[d];
+            count++;
+        }
+        if (mean && count > 1)
+            for (int64_t d = 0; d < D; d++)
+                o[d] /= (float)count;
+    }
+}
+
+static void bag_sum_f64(const yk_node *w, const int64_t *idx,
+                        const double *psw, const bag_layout *l, int64_t pad,
+                        bool mean, double *out, double *scratch)
+{
+    int64_t D = w->value.shape[1];
+    for (int64_t b = 0; b < l->n_bags; b++) {
+        double *o = out + b * D;
+        int64_t lo, hi, count = 0;
+        bag_range(l, b, &lo, &hi);
+        for (int64_t i = lo; i < hi; i++) {
+            if (idx[i] == pad)
+                continue;
+            const double *r = yk__row(w, idx[i], scratch);
+            double c = psw ? psw[i] : 1.0;
+            for (int64_t d = 0; d < D; d++)
+                o[d] += c * r[d];
+            count++;
+        }
+        if (mean && count > 1)
+            for (int64_t d = 0; d < D; d++)
+                o[d] /= (double)count;
+    }
+}
+
+/* Columnwise max of each bag's non-padding rows. Strict > keeps the FIRST
+ * entry holding the max in arg (when arg is not NULL); an empty bag stays
+ * zeros with arg -1. */
+static void bag_max_f32(const yk_node *w, const int64_t *idx,
+                        const bag_layout *l, int64_t pad, float *out,
+                        float *scratch, int64_t *arg)
+{
+    int64_t D = w->value.shape[1];
+    for (int64_t b = 0; b < l->n_bags; b++) {
+        float *o = out + b * D;
+        int64_t *a = arg ? arg + b * D : NULL, lo, hi;
+        bool first = true;
+        bag_range(l, b, &lo, &hi);
+        if (a)
+            for (int64_t d = 0; d < D; d++)
+                a[d] = -1;
+        for (int64_t i = lo; i < hi; i++) {
+            if (idx[i] == pad)
+                continue;
+            const float *r = yk__row(w, idx[i], scratch);
+            for (int64_t d = 0; d < D; d++) {
+                if (first || r[d] > o[d]) {
+                    o[d] = r[d];
+                    if (a)
+                        a[d] = i;
+                }
+            }
+            first = false;
+        }
+    }
+}
+
+static void bag_max_f64(const yk_node *w, const int64_t *idx,
+                        const bag_layout *l, int64_t pad, double *out,
+                        double *scratch, int64_t *arg)
+{
+    int64_t D = w->value.shape[1];
+    for (int64_t b = 0; b < l->n_bags; b++) {
+        double *o = out + b * D;
+        int64_t *a = arg ? arg + b * D : NULL, lo, hi;
+        bool first = true;
+        bag_range(l, b, &lo, &hi);
+        if (a)
+            for (int64_t d = 0; d < D; d++)
+                a[d] = -1;
+        for (int64_t i = lo; i < hi; i++) {
+            if (idx[i] == pad)
+                continue;
+            const double *r = yk__row(w, idx[i], scratch);
+            for (int64_t d = 0; d < D; d++) {
+                if (first || r[d] > o[d]) {
+                    o[d] = r[d];
+                    if (a)
+                        a[d] = i;
+                }
+            }
+            first = false;
+        }
+    }
+}
+
+/* For backward: the bag of every entry (-1 for padding) and each bag's
+ * number of non-padding entries. */
+static void fill_bag_index(const bag_layout *l, const int64_t *idx,
+                           int64_t pad, int64_t *bag_of, int64_t *size)
+{
+    for (int64_t b = 0; b < l->n_bags; b++) {
+        int64_t lo, hi;
+        bag_range(l, b, &lo, &hi);
+        for (int64_t i = lo; i < hi; i++) {
+            bag_of[i] = idx[i] == pad ? -1 : b;
+            size[b] += idx[i] != pad;
+        }
+    }
+}
+
+/* Saves what backward needs (only when the output needs a gradient). */
+static bag_saved *bag_save(yk_node *y, const yk_bag_opts *o, int64_t pad,
+                           const bag_layout *l, const int64_t *idx)
+{
+    bag_saved *s = yk__save(y, sizeof *s);
+    if (!s)
+        return NULL;
+    s->mode = o->mode;
+    s->padding = pad;
+    s->scale_grad_by_freq = o->scale_grad_by_freq;
+    s->sparse = o->sparse;
+    if (!y->requires_grad)
+        return s;
+    s->bag_of = yk__arena_alloc(y->g, (size_t)l->n * sizeof *s->bag_of);
+    s->size = yk__arena_alloc(y->g, (size_t)l->n_bags * sizeof *s->size);
+    if (o->mode == YK_BAG_MAX)
+        s->argmax = yk__arena_alloc(y->g, (size_t)(l->n_bags *
+                                    y->value.shape[1]) * sizeof *s->argmax);
+    if (!s->bag_of || !s->size || (o->mode == YK_BAG_MAX && !s->argmax))
+        return NULL;
+    fill_bag_index(l, idx, pad, s->bag_of, s->size);
+    return s;
+}
+
+static void bag_forward(yk_node *y, const yk_node *w, const int64_t *idx,
+                        const yk_node *psw, const bag_layout *l, int64_t pad,
+                        const bag_saved *s, void *scratch)
+{
+    bool f32 = w->value.dtype == YK_F32;
+    if (s->mode == YK_BAG_MAX) {
+        if (f32)
+            bag_max_f32(w, idx, l, pad, yk__data(y), scratch, s->argmax);
+        else
+            bag_max_f64(w, idx, l, pad, yk__data(y), scratch, s->argmax);
+        return;
+    }
+    bool mean = s->mode == YK_BAG_MEAN;
+    const void *p = psw ? psw->value.data : NULL;
+    if (f32)
+        bag_sum_f32(w, idx, p, l, pad, mean, yk__data(y), scratch);
+    else
+        bag_sum_f64(w, idx, p, l, pad, mean, yk__data(y), scratch);
+}
+
+yk_node *yk_embedding_bag(yk_graph *g, yk_node *input, yk_node *weight,
+                          yk_node *offsets, yk_node *per_sample_weights,
+                          const yk_bag_opts *opts)
+{
+    yk_node *in[BAG_N_INPUTS] = {input, weight, offsets, per_sample_weights};
+    yk_node *given[BAG_N_INPUTS];
+    int n_given = 0;
+    for (int i = 0; i < BAG_N_INPUTS; i++)
+        if (in[i] || i < BAG_OFFSETS) /* input and weight are required */
+            given[n_given++] = in[i];
+    if (!yk__inputs_ok(g, "embedding_bag", n_given, given))
+        return NULL;
+    yk_bag_opts o = opts ? *opts : yk_bag_defaults();
+    bag_layout l = {0};
+    int64_t V = weight->value.shape[0], pad;
+    if (!bag_args_ok(g, in, &o, &l) ||
+        !padding_ok(g, "embedding_bag", o.padding_idx, V, &pad) ||
+        !range_ok(g, "embedding_bag", &input->value, V))
+        return NULL;
+    int64_t D = weight->value.shape[1];
+    int64_t shape[2] = {l.n_bags, D};
+    yk_node *y = yk__node_new(g, &yk_op_embedding_bag, BAG_N_INPUTS, in,
+                              weight->value.dtype, 2, shape);
+    bag_saved *s = y ? bag_save(y, &o, pad, &l, input->value.data) : NULL;
+    void *scratch = s ? yk__arena_alloc(g, (size_t)D *
+                                        yk_dtype_size(y->value.dtype)) : NULL;
+    if (!scratch)
+        return NULL;
+    bag_forward(y, weight, input->value.data, per_sample_weights, &l, pad, s,
+                scratch);
+    return y;
+}
+
+/* ------------------------------------------------ embedding_bag backward */
+
+/* Gradient of each distinct row for sum / mean: entry e of bag b adds
+ * coef(e) gy[b] to its row, coef = psw[e] (sum with weights), 1 (sum) or
+ * 1 / size[b] (mean); with scale_grad_by_freq the row's total is divided
+ * by the row's count in the whole input. */
+static void bag_sum_backward_f32(const row_groups *rg, const bag_saved *s,
+                                 const float *psw, const float *gy, int64_t D,
+                                 float *dw)
+{
+    bool mean = s->mode == YK_BAG_MEAN;
+    for (int64_t k = 0; k < rg->n_rows; k++) {
+        float *d = dw + k * D;
+        for (int64_t j = rg->start[k]; j < rg->start[k + 1]; j++) {
+            int64_t e = rg->order[j], b = s->bag_of[e];
+            float c = psw ? psw[e] : mean ? 1.0f / (float)s->size[b] : 1.0f;
+            const float *src = gy + b * D;
+            for (int64_t col = 0; col < D; col++)
+                d[col] += c * src[col];
+        }
+        if (s->scale_grad_by_freq) {
+            float count = (float)(rg->start[k + 1] - rg->start[k]);
+            for (int64_t col = 0; col < D; col++)
+                d[col] /= count;
+        }
+    }
+}
+
+static void bag_sum_backward_f64(const row_groups *rg, const bag_saved *s,
+                                 const double *psw, const double *gy,
+                                 int64_t D, double *dw)
+{
+    bool mean = s->mode == YK_BAG_MEAN;
+    for (int64_t k = 0; k < rg->n_rows; k++) {
+        double *d = dw + k * D;
+        for (int64_t j = rg->start[k]; j < rg->start[k + 1]; j++) {
+            int64_t e = rg->order[j], b = s->bag_of[e];
+            double c = psw ? psw[e] : mean ? 1.0 / (double)s->size[b] : 1.0;
+            const double *src = gy + b * D;
+            for (int64_t col = 0; col < D; col++)
+                d[col] += c * src[col];
+        }
+        if (s->scale_grad_by_freq) {
+            double count = (double)(rg->start[k + 1] - rg->start[k]);
+            for (int64_t col = 0; col < D; col++)
+                d[col] /= count;
+        }
+    }
+}
+
+/* Max: gy[b, d] goes to column d of the row of the entry that held the max.
+ * slot[e] is the gradient row of entry e's weight row. */
+static void bag_max_backward_f32(const bag_saved *s, const int64_t *slot,
+                                 const float *gy, int64_t n_bags, int64_t D,
+                                 float *dw)
+{
+    for (int64_t b = 0; b < n_bags; b++)
+        for (int64_t d = 0; d < D; d++) {
+            int64_t e = s->argmax[b * D + d];
+            if (e >= 0)
+                dw[slot[e] * D + d] += gy[b * D + d];
+        }
+}
+
+static void bag_max_backward_f64(const bag_saved *s, const int64_t *slot,
+                                 const double *gy, int64_t n_bags, int64_t D,
+                                 double *dw)
+{
+    for (int64_t b = 0; b < n_bags; b++)
+        for (int64_t d = 0; d < D; d++) {
+            int64_t e = s->argmax[b * D + d];
+            if (e >= 0)
+                dw[slot[e] * D + d] += gy[b * D + d];
+        }
+}
+
+/* slot[e] = the group (gradient row) of entry e; padding entries keep 0
+ * but are never read (they never hold a max). */
+static int64_t *slots_of_entries(yk_graph *g, const row_groups *rg,
+                                 int64_t n)
+{
+    int64_t *slot = yk__arena_alloc(g, (size_t)n * sizeof *slot);
+    if (!slot)
+        return NULL;
+    for (int64_t k = 0; k < rg->n_rows; k++)
+        for (int64_t j = rg->start[k]; j < rg->start[k + 1]; j++)
+            slot[rg->order[j]] = k;
+    return slot;
+}
+
+/* The weight's gradient: one row per distinct looked-up row (padding left
+ * out), sent even when there is none. */
+static yk_status bag_weight_backward(yk_graph *g, yk_node *y, const void *gy)
+{
+    const bag_saved *s = y->saved;
+    const yk_tensor *idx = &y->inputs[BAG_INPUT]->value;
+    const yk_tensor *w = &y->inputs[BAG_WEIGHT]->value;
+    const yk_node *psw = y->inputs[BAG_PSW];
+    int64_t D = w->shape[1], n_bags = y->value.shape[0];
+    row_groups rg;
+    if (!group_by_row(g, idx->data, idx->numel, s->padding, w->shape[0], &rg))
+        return g->status;
+    void *dw = yk__grad_rows(g, y, BAG_WEIGHT, rg.n_rows, rg.rows, s->sparse);
+    if (!dw)
+        return g->status;
+    bool f32 = w->dtype == YK_F32;
+    if (s->mode == YK_BAG_MAX) {
+        int64_t *slot = slots_of_entries(g, &rg, idx->numel);
+        if (!slot)
+            return g->status;
+        if (f32)
+            bag_max_backward_f32(s, slot, gy, n_bags, D, dw);
+        else
+            bag_max_backward_f64(s, slot, gy, n_bags, D, dw);
+        return YK_OK;
+    }
+    const void *p = psw ? psw->value.data : NULL;
+    if (f32)
+        bag_sum_backward_f32(&rg, s, p, gy, D, dw);
+    else
+        bag_sum_backward_f64(&rg, s, p, gy, D, dw);
+    return YK_OK;
+}
+
+/* d psw[e] = dot(weight[input[e]], gy[bag of e]); 0 for padding. Never
+ * scaled by frequency. */
+static void psw_backward_f32(const yk_node *w, const int64_t *idx,
+                             const bag_saved *s, int64_t n, const float *gy,
+                             float *scratch, float *dp)
+{
+    int64_t D = w->value.shape[1];
+    for (int64_t e = 0; e < n; e++) {
+        if (s->bag_of[e] < 0)
+            continue;
+        const float *r = yk__row(w, idx[e], scratch);
+        const float *src = gy + s->bag_of[e] * D;
+        float dot = 0;
+        for (int64_t d = 0; d < D; d++)
+            dot += r[d] * src[d];
+        dp[e] += dot;
+    }
+}
+
+static void psw_backward_f64(const yk_node *w, const int64_t *idx,
+                             const bag_saved *s, int64_t n, const double *gy,
+                             double *scratch, double *dp)
+{
+    int64_t D = w->value.shape[1];
+    for (int64_t e = 0; e < n; e++) {
+        if (s->bag_of[e] < 0)
+            continue;
+        const double *r = yk__row(w, idx[e], scratch);
+        const double *src = gy + s->bag_of[e] * D;
+        double dot = 0;
+        for (int64_t d = 0; d < D; d++)
+            dot += r[d] * src[d];
+        dp[e] += dot;
+    }
+}
+
+static yk_status bag_psw_backward(yk_graph *g, yk_node *y, const void *gy)
+{
+    const bag_saved *s = y->saved;
+    const yk_node *w = y->inputs[BAG_WEIGHT];
+    const yk_tensor *idx = &y->inputs[BAG_INPUT]->value;
+    void *dp = yk__grad_dense(g, y, BAG_PSW);
+    void *scratch = dp ? yk__arena_alloc(g, (size_t)w->value.shape[1] *
+                                         yk_dtype_size(w->value.dtype))
+                       : NULL;
+    if (!scratch)
+        return g->status;
+    if (w->value.dtype == YK_F32)
+        psw_backward_f32(w, idx->data, s, idx->numel, gy, scratch, dp);
+    else
+        psw_backward_f64(w, idx->data, s, idx->numel, gy, scratch, dp);
+    return YK_OK;
+}
+
+static yk_status backward_embedding_bag(yk_graph *g, yk_node *y,
+                                        const void *gy)
+{
+    yk_status st = YK_OK;
+    if (yk__needs_grad(y, BAG_WEIGHT))
+        st = bag_weight_backward(g, y, gy);
+    if (st == YK_OK && yk__needs_grad(y, BAG_PSW))
+        st = bag_psw_backward(g, y, gy);
+    return st;
+}
+
+/* attrs: mode, include_last_offset, padding_idx, scale_grad_by_freq,
+ * sparse (the order of yk_op_embedding_bag.attrs). */
+static yk_node *build_embedding_bag(yk_graph *g, yk_node *const *in, int n,
+                                    const yk_attr_value *a)
+{
+    (void)n;
+    if (!g || g->status != YK_OK)
+        return NULL;
+    yk_bag_opts o = yk_bag_defaults();
+    const char *mode = a[0].s ? a[0].s : "mean";
+    if (strcmp(mode, "sum") == 0)
+        o.mode = YK_BAG_SUM;
+    else if (strcmp(mode, "mean") == 0)
+        o.mode = YK_BAG_MEAN;
+    else if (strcmp(mode, "max") == 0)
+        o.mode = YK_BAG_MAX;
+    else
+        return yk__fail(g, YK_EINVAL, "embedding_bag: mode = \"%s\" is not "
+                        "one of \"sum\", \"mean\", \"max\"", mode);
+    o.include_last_offset = a[1].i != 0;
+    o.padding_idx = a[2].is_null ? YK_NO_PADDING : a[2].i;
+    o.scale_grad_by_freq = a[3].i != 0;
+    o.sparse = a[4].i != 0;
+    return yk_embedding_bag(g, in[BAG_INPUT], in[BAG_WEIGHT], in[BAG_OFFSETS],
+                            in[BAG_PSW], &o);
+}
+
+const yk_op_def yk_op_embedding_bag = {
+    .name = "embedding_bag",
+    .n_inputs = BAG_N_INPUTS,
+    .input_names = {"input", "weight", "offsets", "per_sample_weights"},
+    .optional_inputs = 1u << BAG_OFFSETS | 1u << BAG_PSW,
+    .index_inputs = 1u << BAG_INPUT | 1u << BAG_OFFSETS,
+    .n_attrs = 5,
+    .attrs = {
+        {.name = "mode", .type = YK_ATTR_STRING, .def_string = "mean"},
+        {.name = "include_last_offset", .type = YK_ATTR_BOOL},
+        {.name = "padding_idx", .type = YK_ATTR_INT, .nullable = true},
+        {.name = "scale_grad_by_freq", .type = YK_ATTR_BOOL},
+        {.name = "sparse", .type = YK_ATTR_BOOL},
+    },
+    .build = build_embedding_bag,
+    .backward = backward_embedding_bag,
+};
+
+/* ====================================================== embedding_renorm */
+
+/* The norm_type-norm of n values (inf: the largest magnitude). */
+static double row_norm_f32(const float *r, int64_t n, double p)
+{
+    double acc = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double a = fabs((double)r[i]);
+        if (isinf(p))
+            acc = a > acc ? a : acc;
+        else
+            acc += p == 1 ? a : p == 2 ? a * a : pow(a, p);
+    }
+    return isinf(p) || p == 1 ? acc : p == 2 ? sqrt(acc) : pow(acc, 1 / p);
+}
+
+static double row_norm_f64(const double *r, int64_t n, double p)
+{
+    double acc = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double a = fabs(r[i]);
+        if (isinf(p))
+            acc = a > acc ? a : acc;
+        else
+            acc += p == 1 ? a : p == 2 ? a * a : pow(a, p);
+    }
+    return isinf(p) || p == 1 ? acc : p == 2 ? sqrt(acc) : pow(acc, 1 / p);
+}
+
+/* Rescales row r of w if its norm exceeds max_norm. */
+static void renorm_row(yk_tensor *w, int64_t r, double max_norm, double p)
+{
+    int64_t D = w->shape[1];
+    if (w->dtype == YK_F32) {
+        float *row = (float *)w->data + r * D;
+        double norm = row_norm_f32(row, D, p);
+        if (norm > max_norm) {
+            double scale = max_norm / (norm + 1e-7);
+            for (int64_t d = 0; d < D; d++)
+                row[d] = (float)(row[d] * scale);
+        }
+    } else {
+        double *row = (double *)w->data + r * D;
+        double norm = row_norm_f64(row, D, p);
+        if (norm > max_norm) {
+            double scale = max_norm / (norm + 1e-7);
+            for (int64_t d = 0; d < D; d++)
+                row[d] *= scale;
+        }
+    }
+}
+
+static yk_status renorm_args_ok(yk_tensor *w, const yk_tensor *input,
+                                double max_norm, double norm_type)
+{
+    yk_ctx *ctx = w->ctx;
+    char b[96];
+    if (w->dtype == YK_I64)
+        return yk__error(ctx, YK_EDTYPE, "embedding_renorm: weight is i64, "
+                         "needs f32 or f64");
+    if (w->ndim != 2)
+        return yk__error(ctx, YK_ESHAPE, "embedding_renorm: weight must be "
+                         "2-D [V, D], got shape %s",
+                         yk_shape_format(w, b, sizeof b));
+    if (!input)
+        return yk__error(ctx, YK_EINVAL, "embedding_renorm: input is NULL");
+    if (input->dtype != YK_I64)
+        return yk__error(ctx, YK_EDTYPE, "embedding_renorm: input is %s, "
+                         "needs i64 indices", yk_dtype_name(input->dtype));
+    if (!(max_norm >= 0))
+        return yk__error(ctx, YK_EINVAL, "embedding_renorm: max_norm = %g, "
+                         "must be >= 0", max_norm);
+    if (!(norm_type > 0))
+        return yk__error(ctx, YK_EINVAL, "embedding_renorm: norm_type = %g, "
+                         "must be > 0", norm_type);
+    const int64_t *idx = input->data;
+    for (int64_t i = 0; i < input->numel; i++)
+        if (idx[i] < 0 || idx[i] >= w->shape[0]) {
+            char pos[160];
+            format_position(input, i, pos, sizeof pos);
+            return yk__error(ctx, YK_ERANGE, "embedding_renorm: %s = %lld is "
+                             "out of range for a weight with %lld rows", pos,
+                             (long long)idx[i], (long long)w->shape[0]);
+        }
+    return YK_OK;
+}
+
 yk_status yk_embedding_renorm(yk_tensor *weight, const yk_tensor *input,
                               double max_norm, double norm_type)
 {
-    (void)input; (void)max_norm; (void)norm_type;
-    return weight ? yk__error(weight->ctx, YK_ENOTIMPL, "yk_embedding_renorm: not implemented yet") : YK_EINVAL;
+    if (!weight)
+        return YK_EINVAL;
+    yk_status s = renorm_args_ok(weight, input, max_norm, norm_type);
+    if (s != YK_OK)
+        return s;
+    /* Each distinct row once, as PyTorch does (rescaling a row twice would
+     * shrink it again by rounding). Sorting avoids a V-sized mark array. */
+    int64_t n = input->numel;
+    size_t bytes = (size_t)(n ? n : 1) * sizeof(int64_t);
+    int64_t *order = yk__alloc(weight->ctx, bytes);
+    int64_t *tmp = yk__alloc(weight->ctx, bytes);
+    if (!order || !tmp) {
+        yk__free(weight->ctx, order, bytes);
+        yk__free(weight->ctx, tmp, bytes);
+        return yk__error(weight->ctx, YK_ENOMEM, "embedding_renorm: out of "
+                         "memory sorting %lld indices", (long long)n);
+    }
+    const int64_t *idx = input->data;
+    for (int64_t i = 0; i < n; i++)
+        order[i] = i;
+    radix_sort_by_key(n, idx, weight->shape[0] - 1, order, tmp);
+    for (int64_t k = 0; k < n; k++)
+        if (k == 0 || idx[order[k]] != idx[order[k - 1]])
+            renorm_row(weight, idx[order[k]], max_norm, norm_type);
+    yk__free(weight->ctx, order, bytes);
+    yk__free(weight->ctx, tmp, bytes);
+    return YK_OK;
 }

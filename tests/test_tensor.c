@@ -148,6 +148,29 @@ Test(tensor, random_moments)
     yk_tensor_free(t);
 }
 
+Test(tensor, randint_covers_the_range)
+{
+    yk_tensor *t = yk_tensor_zeros(ctx, YK_I64, 1, (int64_t[]){10000});
+    cr_assert_eq(yk_tensor_fill_randint(t, 3, -2, 3), YK_OK);
+    int seen[5] = {0};
+    for (int64_t i = 0; i < 10000; i++) {
+        int64_t v = (int64_t)yk_tensor_get(t, i);
+        cr_assert(v >= -2 && v < 3, "value %lld", (long long)v);
+        seen[v + 2]++;
+    }
+    /* 2000 expected per value; sd about 40 */
+    for (int k = 0; k < 5; k++)
+        cr_assert(seen[k] > 1800 && seen[k] < 2200, "value %d seen %d", k - 2,
+                  seen[k]);
+    cr_assert_eq(yk_tensor_fill_randint(t, 3, 3, 3), YK_EINVAL);
+    expect_error(ctx, YK_EINVAL, "lo = 3");
+    yk_tensor *f = yk_tensor_zeros(ctx, YK_F32, 1, (int64_t[]){2});
+    cr_assert_eq(yk_tensor_fill_randint(f, 3, 0, 3), YK_EDTYPE);
+    expect_error(ctx, YK_EDTYPE, "f32");
+    yk_tensor_free(t);
+    yk_tensor_free(f);
+}
+
 Test(tensor, random_errors)
 {
     yk_tensor *i = yk_tensor_zeros(ctx, YK_I64, 1, (int64_t[]){3});
