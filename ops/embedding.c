@@ -26,6 +26,64 @@
 /* The normalized "no padding" row: never equal to a valid index. */
 #define NO_ROW (-1)
 
+/* --------------------------------------------------- small kernels */
+
+/* How many entries ahead the kernels prefetch weight rows: lookups hit
+ * random rows of a large table, and the loads of one row are too few to
+ * hide the memory latency on their own. */
+#define PREFETCH_AHEAD 4
+
+/* Prefetches row r of an ordinary weight (a lazy cat's parts are gathered
+ * by yk__row and left to the hardware). */
+static inline void prefetch_row(const yk_node *w, int64_t r, size_t row_bytes)
+{
+    if (!w->value.data)
+        return;
+    const char *p = (const char *)w->value.data + (size_t)r * row_bytes;
+    for (size_t k = 0; k < row_bytes; k += 64)
+        __builtin_prefetch(p + k);
+}
+
+/* Vectorizes a loop at -O2 as well (GCC's -O2 cost model leaves loops of
+ * unknown length scalar); a no-op without OpenMP. */
+#ifdef _OPENMP
+#define SIMD _Pragma("omp simd")
+#else
+#define SIMD
+#endif
+
+/* y += c x over n elements. */
+static inline void axpy_f32(int64_t n, float c, const float *restrict x,
+                            float *restrict y)
+{
+    SIMD
+    for (int64_t k = 0; k < n; k++)
+        y[k] += c * x[k];
+}
+
+static inline void axpy_f64(int64_t n, double c, const double *restrict x,
+                            double *restrict y)
+{
+    SIMD
+    for (int64_t k = 0; k < n; k++)
+        y[k] += c * x[k];
+}
+
+/* y /= c over n elements (scale_grad_by_freq's count). */
+static inline void div_f32(int64_t n, float c, float *restrict y)
+{
+    SIMD
+    for (int64_t k = 0; k < n; k++)
+        y[k] /= c;
+}
+
+static inline void div_f64(int64_t n, double c, double *restrict y)
+{
+    SIMD
+    for (int64_t k = 0; k < n; k++)
+        y[k] /= c;
+}
+
 yk_bag_opts yk_bag_defaults(void)
 {
     yk_bag_opts o = {YK_BAG_MEAN, false, YK_NO_PADDING, false, false};
@@ -197,6 +255,8 @@ static void embedding_forward(const yk_node *w, const int64_t *idx, int64_t n,
 {
     size_t rb = (size_t)w->value.shape[1] * yk_dtype_size(w->value.dtype);
     for (int64_t i = 0; i < n; i++) {
+        if (i + PREFETCH_AHEAD < n)
+            prefetch_row(w, idx[i + PREFETCH_AHEAD], rb);
         char *dst = out + (size_t)i * rb;
         const void *src = yk__row(w, idx[i], dst);
         if (src != dst)
@@ -249,16 +309,10 @@ static void embedding_backward_f32(const row_groups *rg, const float *gy,
 {
     for (int64_t k = 0; k < rg->n_rows; k++) {
         float *d = dw + k * D;
-        for (int64_t j = rg->start[k]; j < rg->start[k + 1]; j++) {
-            const float *src = gy + rg->order[j] * D;
-            for (int64_t c = 0; c < D; c++)
-                d[c] += src[c];
-        }
-        if (scale) {
-            float count = (float)(rg->start[k + 1] - rg->start[k]);
-            for (int64_t c = 0; c < D; c++)
-                d[c] /= count;
-        }
+        for (int64_t j = rg->start[k]; j < rg->start[k + 1]; j++)
+            axpy_f32(D, 1, gy + rg->order[j] * D, d);
+        if (scale)
+            div_f32(D, (float)(rg->start[k + 1] - rg->start[k]), d);
     }
 }
 
@@ -267,16 +321,10 @@ static void embedding_backward_f64(const row_groups *rg, const double *gy,
 {
     for (int64_t k = 0; k < rg->n_rows; k++) {
         double *d = dw + k * D;
-        for (int64_t j = rg->start[k]; j < rg->start[k + 1]; j++) {
-            const double *src = gy + rg->order[j] * D;
-            for (int64_t c = 0; c < D; c++)
-                d[c] += src[c];
-        }
-        if (scale) {
-            double count = (double)(rg->start[k + 1] - rg->start[k]);
-            for (int64_t c = 0; c < D; c++)
-                d[c] /= count;
-        }
+        for (int64_t j = rg->start[k]; j < rg->start[k + 1]; j++)
+            axpy_f64(D, 1, gy + rg->order[j] * D, d);
+        if (scale)
+            div_f64(D, (double)(rg->start[k + 1] - rg->start[k]), d);
     }
 }
 
@@ -518,17 +566,18 @@ static void bag_sum_f32(const yk_node *w, const int64_t *idx, const float *psw,
                         float *out, float *scratch)
 {
     int64_t D = w->value.shape[1];
+    size_t rb = (size_t)D * sizeof(float);
     for (int64_t b = 0; b < l->n_bags; b++) {
         float *o = out + b * D;
         int64_t lo, hi, count = 0;
         bag_range(l, b, &lo, &hi);
         for (int64_t i = lo; i < hi; i++) {
+            if (i + PREFETCH_AHEAD < l->n)
+                prefetch_row(w, idx[i + PREFETCH_AHEAD], rb);
             if (idx[i] == pad)
                 continue;
             const float *r = yk__row(w, idx[i], scratch);
-            float c = psw ? psw[i] : 1.0f;
-            for (int64_t d = 0; d < D; d++)
-                o[d] += c * r[d];
+            axpy_f32(D, psw ? psw[i] : 1.0f, r, o);
             count++;
         }
         if (mean && count > 1)
@@ -542,22 +591,71 @@ static void bag_sum_f64(const yk_node *w, const int64_t *idx,
                         bool mean, double *out, double *scratch)
 {
     int64_t D = w->value.shape[1];
+    size_t rb = (size_t)D * sizeof(double);
     for (int64_t b = 0; b < l->n_bags; b++) {
         double *o = out + b * D;
         int64_t lo, hi, count = 0;
         bag_range(l, b, &lo, &hi);
         for (int64_t i = lo; i < hi; i++) {
+            if (i + PREFETCH_AHEAD < l->n)
+                prefetch_row(w, idx[i + PREFETCH_AHEAD], rb);
             if (idx[i] == pad)
                 continue;
             const double *r = yk__row(w, idx[i], scratch);
-            double c = psw ? psw[i] : 1.0;
-            for (int64_t d = 0; d < D; d++)
-                o[d] += c * r[d];
+            axpy_f64(D, psw ? psw[i] : 1.0, r, o);
             count++;
         }
         if (mean && count > 1)
             for (int64_t d = 0; d < D; d++)
                 o[d] /= (double)count;
+    }
+}
+
+static inline void fill_i64(int64_t *a, int64_t n, int64_t v)
+{
+    for (int64_t k = 0; k < n; k++)
+        a[k] = v;
+}
+
+/* o = max(o, r) columnwise; with arg, a strict > keeps the first entry
+ * holding the max and records entry i where r wins. */
+static inline void max_f32(int64_t n, const float *restrict r,
+                           float *restrict o)
+{
+    SIMD
+    for (int64_t k = 0; k < n; k++)
+        o[k] = r[k] > o[k] ? r[k] : o[k];
+}
+
+static inline void max_f64(int64_t n, const double *restrict r,
+                           double *restrict o)
+{
+    SIMD
+    for (int64_t k = 0; k < n; k++)
+        o[k] = r[k] > o[k] ? r[k] : o[k];
+}
+
+static inline void max_arg_f32(int64_t n, const float *restrict r,
+                               float *restrict o, int64_t *restrict a,
+                               int64_t i)
+{
+    SIMD
+    for (int64_t k = 0; k < n; k++) {
+        bool gt = r[k] > o[k];
+        o[k] = gt ? r[k] : o[k];
+        a[k] = gt ? i : a[k];
+    }
+}
+
+static inline void max_arg_f64(int64_t n, const double *restrict r,
+                               double *restrict o, int64_t *restrict a,
+                               int64_t i)
+{
+    SIMD
+    for (int64_t k = 0; k < n; k++) {
+        bool gt = r[k] > o[k];
+        o[k] = gt ? r[k] : o[k];
+        a[k] = gt ? i : a[k];
     }
 }
 
@@ -569,26 +667,30 @@ static void bag_max_f32(const yk_node *w, const int64_t *idx,
                         float *scratch, int64_t *arg)
 {
     int64_t D = w->value.shape[1];
+    size_t rb = (size_t)D * sizeof(float);
     for (int64_t b = 0; b < l->n_bags; b++) {
         float *o = out + b * D;
         int64_t *a = arg ? arg + b * D : NULL, lo, hi;
         bool first = true;
         bag_range(l, b, &lo, &hi);
         if (a)
-            for (int64_t d = 0; d < D; d++)
-                a[d] = -1;
+            fill_i64(a, D, -1);
         for (int64_t i = lo; i < hi; i++) {
+            if (i + PREFETCH_AHEAD < l->n)
+                prefetch_row(w, idx[i + PREFETCH_AHEAD], rb);
             if (idx[i] == pad)
                 continue;
             const float *r = yk__row(w, idx[i], scratch);
-            for (int64_t d = 0; d < D; d++) {
-                if (first || r[d] > o[d]) {
-                    o[d] = r[d];
-                    if (a)
-                        a[d] = i;
-                }
+            if (first) {
+                memcpy(o, r, rb);
+                if (a)
+                    fill_i64(a, D, i);
+                first = false;
+            } else if (a) {
+                max_arg_f32(D, r, o, a, i);
+            } else {
+                max_f32(D, r, o);
             }
-            first = false;
         }
     }
 }
@@ -598,26 +700,30 @@ static void bag_max_f64(const yk_node *w, const int64_t *idx,
                         double *scratch, int64_t *arg)
 {
     int64_t D = w->value.shape[1];
+    size_t rb = (size_t)D * sizeof(double);
     for (int64_t b = 0; b < l->n_bags; b++) {
         double *o = out + b * D;
         int64_t *a = arg ? arg + b * D : NULL, lo, hi;
         bool first = true;
         bag_range(l, b, &lo, &hi);
         if (a)
-            for (int64_t d = 0; d < D; d++)
-                a[d] = -1;
+            fill_i64(a, D, -1);
         for (int64_t i = lo; i < hi; i++) {
+            if (i + PREFETCH_AHEAD < l->n)
+                prefetch_row(w, idx[i + PREFETCH_AHEAD], rb);
             if (idx[i] == pad)
                 continue;
             const double *r = yk__row(w, idx[i], scratch);
-            for (int64_t d = 0; d < D; d++) {
-                if (first || r[d] > o[d]) {
-                    o[d] = r[d];
-                    if (a)
-                        a[d] = i;
-                }
+            if (first) {
+                memcpy(o, r, rb);
+                if (a)
+                    fill_i64(a, D, i);
+                first = false;
+            } else if (a) {
+                max_arg_f64(D, r, o, a, i);
+            } else {
+                max_f64(D, r, o);
             }
-            first = false;
         }
     }
 }
@@ -730,15 +836,10 @@ static void bag_sum_backward_f32(const row_groups *rg, const bag_saved *s,
         for (int64_t j = rg->start[k]; j < rg->start[k + 1]; j++) {
             int64_t e = rg->order[j], b = s->bag_of[e];
             float c = psw ? psw[e] : mean ? 1.0f / (float)s->size[b] : 1.0f;
-            const float *src = gy + b * D;
-            for (int64_t col = 0; col < D; col++)
-                d[col] += c * src[col];
+            axpy_f32(D, c, gy + b * D, d);
         }
-        if (s->scale_grad_by_freq) {
-            float count = (float)(rg->start[k + 1] - rg->start[k]);
-            for (int64_t col = 0; col < D; col++)
-                d[col] /= count;
-        }
+        if (s->scale_grad_by_freq)
+            div_f32(D, (float)(rg->start[k + 1] - rg->start[k]), d);
     }
 }
 
@@ -752,15 +853,10 @@ static void bag_sum_backward_f64(const row_groups *rg, const bag_saved *s,
         for (int64_t j = rg->start[k]; j < rg->start[k + 1]; j++) {
             int64_t e = rg->order[j], b = s->bag_of[e];
             double c = psw ? psw[e] : mean ? 1.0 / (double)s->size[b] : 1.0;
-            const double *src = gy + b * D;
-            for (int64_t col = 0; col < D; col++)
-                d[col] += c * src[col];
+            axpy_f64(D, c, gy + b * D, d);
         }
-        if (s->scale_grad_by_freq) {
-            double count = (double)(rg->start[k + 1] - rg->start[k]);
-            for (int64_t col = 0; col < D; col++)
-                d[col] /= count;
-        }
+        if (s->scale_grad_by_freq)
+            div_f64(D, (double)(rg->start[k + 1] - rg->start[k]), d);
     }
 }
 

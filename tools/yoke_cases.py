@@ -21,9 +21,13 @@ _DTYPES = {torch.float32: "f32", torch.float64: "f64", torch.int64: "i64"}
 def tensor(x, requires_grad=False):
     """A case tensor: {"dtype", "shape", "data"[, "requires_grad"]}."""
     x = x.detach()
-    d = {"dtype": _DTYPES[x.dtype], "shape": list(x.shape),
-         "data": [v if x.dtype == torch.int64 else float(v)
-                  for v in x.reshape(-1).tolist()]}
+    values = x.reshape(-1).tolist()
+    if x.dtype == torch.float32:
+        # 9 significant digits round-trip any f32 exactly, in half the text
+        values = [float("%.9g" % v) for v in values]
+    elif x.dtype == torch.float64:
+        values = [float(v) for v in values]
+    d = {"dtype": _DTYPES[x.dtype], "shape": list(x.shape), "data": values}
     if requires_grad:
         d["requires_grad"] = True
     return d
@@ -58,5 +62,17 @@ def write_case(name, about, tensors, nodes, seeds, values=None, grads=None,
         case["tolerance"] = tolerance
     os.makedirs(CASES_DIR, exist_ok=True)
     with open(os.path.join(CASES_DIR, name + ".json"), "w") as f:
-        json.dump(case, f, indent=1)
-        f.write("\n")
+        f.write(_dumps(case))
+
+
+def _dumps(obj, depth=0):
+    """JSON with one key a line down to the tensors, each tensor on one line
+    (as the shared example cases are laid out)."""
+    if isinstance(obj, dict) and not ("dtype" in obj and "data" in obj) and depth < 3:
+        pad = "  " * (depth + 1)
+        items = [pad + json.dumps(k) + ": " + _dumps(v, depth + 1) for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + "\n" + "  " * depth + "}" + ("\n" if depth == 0 else "")
+    if isinstance(obj, list) and obj and isinstance(obj[0], dict) and depth < 3:
+        pad = "  " * (depth + 1)
+        return "[\n" + ",\n".join(pad + json.dumps(v) for v in obj) + "\n" + "  " * depth + "]"
+    return json.dumps(obj)

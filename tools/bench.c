@@ -1,0 +1,2 @@
+/* bench -- being written */
+int main(void) { return 0; }
