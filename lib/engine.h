@@ -148,6 +148,8 @@ struct yk_graph {
     bool backward_done;
     yk_node **nodes;      /* every node, in id order */
     int64_t n_nodes, nodes_cap;
+    yk_node **param_nodes; /* the parameter leaves, for the memo */
+    int n_params, params_cap;
 };
 
 /* Arena memory, zeroed, 64-byte aligned; NULL (and a sticky YK_ENOMEM)

@@ -227,13 +227,24 @@ yk_node *yk_param_node(yk_graph *g, yk_param *p)
         return yk__fail(g, YK_EINVAL, "yk_param_node: parameter \"%s\" "
                         "belongs to another context", p->name);
     /* Memoized: the same parameter is the same node, so all uses tie.
-     * Parameters are few, so a linear scan of the leaves is enough. */
-    for (int64_t i = 0; i < g->n_nodes; i++)
-        if (g->nodes[i]->param == p)
-            return g->nodes[i];
+     * Parameters are few, so a scan of the parameter leaves is enough. */
+    for (int i = 0; i < g->n_params; i++)
+        if (g->param_nodes[i]->param == p)
+            return g->param_nodes[i];
+    if (g->n_params == g->params_cap) {
+        int cap = g->params_cap ? 2 * g->params_cap : 16;
+        yk_node **a = yk__arena_alloc(g, (size_t)cap * sizeof *a);
+        if (!a)
+            return NULL;
+        if (g->n_params)
+            memcpy(a, g->param_nodes, (size_t)g->n_params * sizeof *a);
+        g->param_nodes = a;
+        g->params_cap = cap;
+    }
     yk_node *x = node_alloc(g, 0);
     if (!x)
         return NULL;
+    g->param_nodes[g->n_params++] = x;
     x->leaf_kind = "param";
     x->param = p;
     x->value = p->value; /* shares the parameter's storage */
@@ -528,9 +539,9 @@ yk_status yk_backward_seeded(yk_graph *g, int n, yk_node *const *nodes,
         if (s != YK_OK)
             return s;
     }
-    for (int64_t i = 0; i < g->n_nodes; i++) {
-        yk_node *x = g->nodes[i];
-        if (x->param && x->requires_grad) {
+    for (int i = 0; i < g->n_params; i++) {
+        yk_node *x = g->param_nodes[i];
+        if (x->requires_grad) {
             yk_status s = store_param_grad(g, x);
             if (s != YK_OK)
                 return s;
