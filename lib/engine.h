@@ -83,6 +83,12 @@ typedef struct yk__rowchunk {
     struct yk__rowchunk *next;
 } yk__rowchunk;
 
+struct yk_model {
+    yk_ctx *ctx;
+    yk_param **params; /* insertion order */
+    int n, cap;
+};
+
 struct yk_param {
     yk_model *model;
     char *name;
@@ -150,6 +156,9 @@ struct yk_graph {
     int64_t n_nodes, nodes_cap;
     yk_node **param_nodes; /* the parameter leaves, for the memo */
     int n_params, params_cap;
+    bool tie_report;      /* keep each use's gradient of a parameter apart */
+    struct yk__tie_use *ties; /* the records, in consumer id order */
+    int64_t n_ties;
 };
 
 /* Arena memory, zeroed, 64-byte aligned; NULL (and a sticky YK_ENOMEM)
@@ -202,6 +211,24 @@ void *yk__grad_rows_node(yk_graph *g, yk_node *target, int64_t count,
 /* Scatters chunks into dense (rowlen values per row), adding. */
 void yk__scatter_rows(yk_dtype dt, void *dense, int64_t rowlen,
                       const yk__rowchunk *chunks);
+
+/* ---------------------------------------------------------- tie report */
+
+/* One use of a parameter in a backward run with the tie report on
+ * (yk_graph_set_tie_report): the node whose backward sent the gradient and
+ * the norm of what it sent. In the graph arena. */
+typedef struct yk__tie_use {
+    yk_node *leaf;       /* the parameter's leaf                   */
+    yk_node *consumer;   /* the op node that read it               */
+    double norm;         /* Frobenius norm of this use's gradient  */
+    struct yk__tie_use *next;
+} yk__tie_use;
+
+/* Runs one node's backward (graph.c's run_backward) with the gradient of
+ * each parameter input moved aside, records the norm of what arrived, and
+ * merges it back (lib/inspect.c). graph.c calls it when g->tie_report. */
+typedef yk_status (*yk__backward_fn)(yk_graph *g, yk_node *x);
+yk_status yk__backward_recording(yk_graph *g, yk_node *x, yk__backward_fn run);
 
 /* ------------------------------------------------------------ registry */
 

@@ -4,12 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct yk_model {
-    yk_ctx *ctx;
-    yk_param **params;
-    int n, cap;
-};
-
 yk_model *yk_model_new(yk_ctx *ctx)
 {
     if (!ctx)

@@ -231,11 +231,14 @@ yk_node *yk_narrow(yk_graph *g, yk_node *x, int dim, int64_t start,
     if (!s)
         return NULL;
     *s = plan;
+    if (y->value.numel == 0)
+        return y; /* the input's data may be NULL */
     size_t es = yk_dtype_size(in->dtype);
-    for (int64_t o = 0; o < plan.outer && plan.out_blk; o++)
-        memcpy((char *)y->value.data + (size_t)(o * plan.out_blk) * es,
-               (const char *)in->data + (size_t)(o * plan.in_blk + plan.off) * es,
-               (size_t)plan.out_blk * es);
+    const char *src = (const char *)in->data + (size_t)plan.off * es;
+    char *dst = y->value.data;
+    for (int64_t o = 0; o < plan.outer; o++)
+        memcpy(dst + (size_t)(o * plan.out_blk) * es,
+               src + (size_t)(o * plan.in_blk) * es, (size_t)plan.out_blk * es);
     return y;
 }
 

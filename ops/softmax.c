@@ -6,7 +6,7 @@
  * subtract the vector's max before exp, so logits of +-1e4 stay finite:
  *
  *   softmax:     y = exp(x - m) / s,        s = sum exp(x - m)
- *   log_softmax: y = x - m - log(s)
+ *   log_softmax: y = (x - m) - log(s)   (x - m first: exact near the max)
  *
  * Backward uses the saved output y, per vector:
  *
@@ -75,9 +75,9 @@ static void softmax_vec_d(const double *x, double *y, int64_t n, int64_t st,
     for (int64_t k = 0; k < n; k++)
         s += exp(x[k * st] - m);
     if (log_out) {
-        double lse = m + log(s);
+        double ls = log(s);
         for (int64_t k = 0; k < n; k++)
-            y[k * st] = x[k * st] - lse;
+            y[k * st] = (x[k * st] - m) - ls;
     } else {
         for (int64_t k = 0; k < n; k++)
             y[k * st] = exp(x[k * st] - m) / s;
@@ -94,9 +94,9 @@ static void softmax_vec_f(const float *x, float *y, int64_t n, int64_t st,
     for (int64_t k = 0; k < n; k++)
         s += expf(x[k * st] - m);
     if (log_out) {
-        float lse = m + logf(s);
+        float ls = logf(s);
         for (int64_t k = 0; k < n; k++)
-            y[k * st] = x[k * st] - lse;
+            y[k * st] = (x[k * st] - m) - ls;
     } else {
         for (int64_t k = 0; k < n; k++)
             y[k * st] = expf(x[k * st] - m) / s;
@@ -107,6 +107,8 @@ static void softmax_vec_f(const float *x, float *y, int64_t n, int64_t st,
 static void softmax_forward(yk_node *y, const yk_tensor *in, bool log_out)
 {
     const softmax_plan *p = y->saved;
+    if (y->value.numel == 0)
+        return; /* the input's data may be NULL */
     for (int64_t o = 0; o < p->outer; o++) {
         for (int64_t i = 0; i < p->inner; i++) {
             int64_t base = o * p->n * p->inner + i;

@@ -70,6 +70,10 @@ Test(shape, reshape_empty_tensor)
     yk_node *y = yk_reshape(g, yk_const(g, t), 2, (int64_t[]){-1, 5});
     cr_assert(y, "%s", yk_last_error(ctx));
     expect_shape(yk_value(y), SHAPE(0, 5));
+    /* narrow of an empty tensor along its non-empty dim */
+    y = yk_narrow(g, yk_const(g, t), 1, 1, 2);
+    cr_assert(y, "%s", yk_last_error(ctx));
+    expect_shape(yk_value(y), SHAPE(0, 2));
     yk_graph_end(g);
     yk_tensor_free(t);
 }

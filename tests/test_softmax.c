@@ -123,9 +123,13 @@ Test(softmax, empty_dims)
     yk_graph *g = yk_graph_begin(ctx);
     expect_shape(yk_value(yk_softmax(g, yk_const(g, t), 1)), SHAPE(2, 0));
     expect_shape(yk_value(yk_log_softmax(g, yk_const(g, t), 0)), SHAPE(2, 0));
+    /* (2, 0, 3) along the empty dim: strided vectors of no element */
+    yk_tensor *e = yk_tensor_zeros(ctx, YK_F32, 3, (int64_t[]){2, 0, 3});
+    expect_shape(yk_value(yk_softmax(g, yk_const(g, e), 1)), SHAPE(2, 0, 3));
     cr_assert_eq(yk_graph_status(g), YK_OK, "%s", yk_last_error(ctx));
     yk_graph_end(g);
     yk_tensor_free(t);
+    yk_tensor_free(e);
 }
 
 /* ------------------------------------------------------- large logits */
