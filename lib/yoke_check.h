@@ -31,7 +31,7 @@ typedef struct yk_gradcheck_report {
     int64_t index;       /* ... flat index in it ...                */
     double analytic;     /* ... analytic and numeric derivatives ... */
     double numeric;
-    double error;        /* ... |a - n| - (atol + rtol |n|), > 0 fails */
+    double error;        /* ... |a - n| / (atol + rtol |n|), > 1 fails */
     char what[160];      /* what failed, "" when passed             */
 } yk_gradcheck_report;
 

@@ -46,11 +46,13 @@ static void print_shape(const char *label, yk_node *x)
     printf("%s %s\n", label, yk_shape_format(yk_value(x), buf, sizeof buf));
 }
 
-static yk_tensor *randint(uint64_t s, int ndim, const int64_t *shape)
+/* torch.randint(0, hi, shape) */
+static yk_tensor *randint(uint64_t s, int64_t hi, int ndim,
+                          const int64_t *shape)
 {
     yk_tensor *t = yk_tensor_zeros(ctx, YK_I64, ndim, shape);
     CHECK_PTR(t);
-    CHECK(yk_tensor_fill_randint(t, s, 0, vocab_size));
+    CHECK(yk_tensor_fill_randint(t, s, 0, hi));
     return t;
 }
 
@@ -65,9 +67,9 @@ static inputs make_inputs(void)
 {
     inputs in;
     /* input_sequence = torch.randint(0, vocab_size, (5, 10)) */
-    in.input_sequence = randint(seed + 1, 2, (int64_t[]){5, 10});
+    in.input_sequence = randint(seed + 1, vocab_size, 2, (int64_t[]){5, 10});
     /* input_bags = torch.randint(0, vocab_size, (3, 7)); .flatten() */
-    in.input_bags = randint(seed + 2, 1, (int64_t[]){21});
+    in.input_bags = randint(seed + 2, vocab_size, 1, (int64_t[]){21});
     /* offsets = torch.tensor([0, 7, 14]) */
     in.offsets = yk_tensor_from(ctx, YK_I64, 1, (int64_t[]){3},
                                 (int64_t[]){0, 7, 14});
@@ -332,13 +334,142 @@ static void claim_extended(seed_model *s, inputs *in)
            bytes);
 }
 
+/* "the optimizer will update the shared parameters": one Adam state per
+ * parameter, so a row read by both uses moves once per step. */
+static void claim_one_optimizer_state(seed_model *s, inputs *in)
+{
+    printf("== one Adam step over all three uses\n");
+    const double lr = 0.1;
+    yk_optim_opts o = yk_optim_defaults(YK_OPTIM_ADAM);
+    o.lr = lr;
+    yk_optim *adam = yk_optim_new(ctx, YK_OPTIM_ADAM, &o);
+    CHECK_PTR(adam);
+    CHECK(yk_optim_add_model(adam, s->m));
+    yk_tensor *before = yk_tensor_clone(yk_param_value(s->shared));
+    CHECK_PTR(before);
+    yk_model_zero_grad(s->m);
+    step(s, in, USE_EMBEDDING | USE_BAG | USE_EXTENDED, NULL);
+    CHECK(yk_optim_step(adam));
+    printf("optimizer states: %d (", yk_optim_count(adam));
+    for (int i = 0; i < yk_optim_count(adam); i++)
+        printf("%s%s", i ? ", " : "", yk_param_name(yk_optim_param_at(adam, i)));
+    printf(")\n");
+    /* The first Adam step moves each element by lr * g / (|g| + eps): at
+     * most lr, however many uses the row has (PyTorch's _weight= route
+     * moves a row used by both modules by up to 2 lr). */
+    const float *a = yk_tensor_data(before);
+    const float *b = yk_tensor_data(yk_param_value(s->shared));
+    double moved = 0;
+    for (int64_t i = 0; i < yk_tensor_numel(before); i++)
+        moved = fmax(moved, fabs((double)b[i] - a[i]));
+    printf("largest change of a shared weight: %.4f (lr %.1f: one state, "
+           "one step)\n", moved, lr);
+    yk_tensor_free(before);
+    yk_optim_free(adam);
+    yk_model_zero_grad(s->m);
+}
+
+/* ------------------------------------------- the "extensibility" program */
+
+/* Several layers over one matrix: an Embedding, bags in sum, max and mean
+ * mode, one with per_sample_weights, one extended with bag-only columns.
+ * f64 and small, so that yk_gradcheck can check the whole graph. */
+typedef struct several {
+    yk_param *shared, *extra;
+    yk_embedding_layer emb;
+    yk_bag_layer sum, max, mean_ext;
+    yk_tensor *seq, *bags, *offsets, *psw, *targets;
+} several;
+
+static yk_node *several_forward(yk_graph *g, void *ud)
+{
+    several *s = ud;
+    yk_node *seq = yk_const(g, s->seq), *bags = yk_const(g, s->bags);
+    yk_node *offs = yk_const(g, s->offsets);
+    yk_node *e = yk_embedding_layer_forward(g, &s->emb, seq);      /* [4, 3, D] */
+    yk_node *parts[4] = {
+        yk_mean(g, e, 1, (int[]){1}, false),                       /* [4, D] */
+        yk_bag_layer_forward(g, &s->sum, bags, offs, yk_const(g, s->psw)),
+        yk_bag_layer_forward(g, &s->max, bags, offs, NULL),
+        yk_bag_layer_forward(g, &s->mean_ext, bags, offs, NULL)};  /* [4, D+2] */
+    return yk_cat(g, 4, parts, 1);                                 /* [4, 4D+2] */
+}
+
+static yk_node *several_loss(yk_graph *g, several *s)
+{
+    yk_node *h = several_forward(g, s);
+    return yk_cross_entropy(g, h, yk_const(g, s->targets), YK_REDUCE_MEAN);
+}
+
+static void program_several(void)
+{
+    printf("== several layers over one matrix (extensibility)\n");
+    enum { V = 12, D = 3 };
+    yk_model *m = yk_model_new(ctx);
+    CHECK_PTR(m);
+    several s;
+    s.shared = yk_model_add(m, "shared", YK_F64, 2, (int64_t[]){V, D});
+    s.extra = yk_model_add(m, "extra", YK_F64, 2, (int64_t[]){V, 2});
+    CHECK_PTR(s.extra);
+    CHECK(yk_tensor_fill_normal(yk_param_value(s.shared), seed + 30, 0, 1));
+    CHECK(yk_tensor_fill_normal(yk_param_value(s.extra), seed + 31, 0, 1));
+    CHECK(yk_embedding_layer_tied(&s.emb, s.shared));
+    CHECK(yk_bag_layer_tied(&s.sum, s.shared, NULL, YK_BAG_SUM));
+    CHECK(yk_bag_layer_tied(&s.max, s.shared, NULL, YK_BAG_MAX));
+    CHECK(yk_bag_layer_tied(&s.mean_ext, s.shared, s.extra, YK_BAG_MEAN));
+    s.seq = randint(seed + 32, V, 2, (int64_t[]){4, 3});
+    s.bags = yk_tensor_from(ctx, YK_I64, 1, (int64_t[]){8},
+                            (int64_t[]){1, 5, 2, 7, 7, 9, 0, 11});
+    s.offsets = yk_tensor_from(ctx, YK_I64, 1, (int64_t[]){4},
+                               (int64_t[]){0, 2, 3, 6});
+    s.psw = yk_tensor_zeros(ctx, YK_F64, 1, (int64_t[]){8});
+    s.targets = yk_tensor_from(ctx, YK_I64, 1, (int64_t[]){4},
+                               (int64_t[]){0, 3, 7, 11});
+    CHECK_PTR(s.bags);
+    CHECK_PTR(s.offsets);
+    CHECK_PTR(s.psw);
+    CHECK_PTR(s.targets);
+    CHECK(yk_tensor_fill_uniform(s.psw, seed + 33, 0.5, 1.5));
+
+    yk_optim_opts o = yk_optim_defaults(YK_OPTIM_ADAM);
+    o.lr = 0.05;
+    yk_optim *adam = yk_optim_new(ctx, YK_OPTIM_ADAM, &o);
+    CHECK_PTR(adam);
+    CHECK(yk_optim_add_model(adam, m));
+    for (int it = 0; it < 5; it++) {
+        yk_model_zero_grad(m);
+        yk_graph *g = yk_graph_begin(ctx);
+        yk_node *loss = several_loss(g, &s);
+        CHECK(yk_backward(g, loss));
+        printf("step %d: loss %.6f\n", it, yk_tensor_get(yk_value(loss), 0));
+        yk_graph_end(g);
+        CHECK(yk_optim_step(adam));
+    }
+    yk_model_zero_grad(m);
+    yk_gradcheck_report r;
+    CHECK(yk_gradcheck(m, several_forward, &s, NULL, &r));
+    printf("yk_gradcheck of all four layers over one matrix: %s (%lld "
+           "elements; worst %s[%lld]: analytic %.8f, numeric %.8f)\n",
+           r.passed ? "passed" : "FAILED", (long long)r.checked, r.param,
+           (long long)r.index, r.analytic, r.numeric);
+    yk_optim_free(adam);
+    yk_tensor_free(s.seq);
+    yk_tensor_free(s.bags);
+    yk_tensor_free(s.offsets);
+    yk_tensor_free(s.psw);
+    yk_tensor_free(s.targets);
+    yk_model_free(m);
+    if (!r.passed)
+        exit(1);
+}
+
 int main(int argc, char **argv)
 {
     const char *what = "all";
     int threads = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) {
-            printf("usage: seed_examples [all|embedding|bag|extended] "
+            printf("usage: seed_examples [all|embedding|bag|extended|several] "
                    "[--seed N] [--threads N] [--version]\n");
             return 0;
         } else if (!strcmp(argv[i], "--version")) {
@@ -373,7 +504,10 @@ int main(int argc, char **argv)
     if (all) {
         claim_gradients_add(&s, &in);
         claim_extended(&s, &in);
+        claim_one_optimizer_state(&s, &in);
     }
+    if (all || !strcmp(what, "several"))
+        program_several();
     free_inputs(&in);
     yk_model_free(s.m);
     yk_ctx_free(ctx);
