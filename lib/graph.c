@@ -418,16 +418,9 @@ static void *densify(yk_graph *g, yk_node *t)
     return d;
 }
 
-/* Runs one node's backward with the gradient that reached it. */
-static yk_status backward_node(yk_graph *g, yk_node *x)
+/* Runs x's op backward with the gradient that reached x. */
+static yk_status run_backward(yk_graph *g, yk_node *x)
 {
-    if (!x->op || !x->grad.touched)
-        return YK_OK;
-    bool any_input = false;
-    for (int i = 0; i < x->n_inputs; i++)
-        any_input |= yk__needs_grad(x, i);
-    if (!any_input)
-        return YK_OK;
     yk_status s;
     if (x->lazy && x->op->backward_rows && !x->grad.dense) {
         s = x->op->backward_rows(g, x, x->grad.chunks);
@@ -442,6 +435,21 @@ static yk_status backward_node(yk_graph *g, yk_node *x)
     if (s != YK_OK && g->status == YK_OK)
         g->status = s;
     return s;
+}
+
+/* Runs one node's backward if a gradient reached it and an input needs one. */
+static yk_status backward_node(yk_graph *g, yk_node *x)
+{
+    if (!x->op || !x->grad.touched)
+        return YK_OK;
+    bool any_input = false;
+    for (int i = 0; i < x->n_inputs; i++)
+        any_input |= yk__needs_grad(x, i);
+    if (!any_input)
+        return YK_OK;
+    if (g->tie_report) /* debugging: each use of a parameter kept apart */
+        return yk__backward_recording(g, x, run_backward);
+    return run_backward(g, x);
 }
 
 /* Adds a parameter leaf's gradient of this step into the model. */

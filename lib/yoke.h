@@ -499,5 +499,6 @@ const yk_op_def *yk_op_find(const char *name);
 #include "yoke_optim.h"
 #include "yoke_io.h"
 #include "yoke_nn.h"
+#include "yoke_inspect.h"
 
 #endif /* YOKE_H */

@@ -131,27 +131,30 @@ static bool parse_shape(loader *L, const cJSON *j, const char *where,
                    where, n, YK_MAX_DIMS);
     int k = 0;
     for (const cJSON *e = j->child; e; e = e->next, k++)
-        if (!get_int(e, 0, CF_MAX_DIM, &shape[k]))
+        if (!get_int(e, 0, CF_MAX_DIM, &shape[k])) {
+            if (cJSON_IsNumber(e))
+                return bad(L, "%s.shape[%d]: must be an integer in [0, %lld], "
+                           "got %g", where, k, CF_MAX_DIM, e->valuedouble);
             return bad(L, "%s.shape[%d]: must be an integer in [0, %lld], "
-                       "got %s%s", where, k, CF_MAX_DIM, json_type(e),
-                       cJSON_IsNumber(e) ? " out of range or not whole" : "");
+                       "got %s", where, k, CF_MAX_DIM, json_type(e));
+        }
     *ndim = n;
     return true;
 }
 
-/* Number of elements of a shape, or -1 when it exceeds limit. */
-static int64_t numel_upto(int ndim, const int64_t *shape, int64_t limit)
+/* Number of elements of a shape, or -1 when it overflows int64. */
+static int64_t shape_numel(int ndim, const int64_t *shape)
 {
     for (int i = 0; i < ndim; i++)
         if (shape[i] == 0)
             return 0;
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) {
-        if (shape[i] > limit / n)
+        if (shape[i] > INT64_MAX / n)
             return -1;
         n *= shape[i];
     }
-    return n > limit ? -1 : n;
+    return n;
 }
 
 static bool fill_data(loader *L, const cJSON *j, const char *where,
@@ -203,7 +206,7 @@ static yk_tensor *parse_tensor(loader *L, const cJSON *j, const char *where,
         return bad(L, "%s.data: must be a list of numbers, got %s", where,
                    json_type(data)), NULL;
     int64_t have = cJSON_GetArraySize(data);
-    int64_t need = numel_upto(ndim, shape, have);
+    int64_t need = shape_numel(ndim, shape);
     if (need != have) {
         char b[160] = "[";
         for (int i = 0; i < ndim; i++) {
@@ -213,7 +216,8 @@ static yk_tensor *parse_tensor(loader *L, const cJSON *j, const char *where,
         }
         strncat(b, "]", sizeof b - strlen(b) - 1);
         if (need < 0)
-            return bad(L, "%s.data: has %lld numbers, shape %s needs more",
+            return bad(L, "%s.data: has %lld numbers, shape %s needs more "
+                       "than 2^63",
                        where, (long long)have, b), NULL;
         return bad(L, "%s.data: has %lld numbers, shape %s needs %lld",
                    where, (long long)have, b, (long long)need), NULL;
@@ -394,8 +398,8 @@ static bool parse_attr(loader *L, const yk_attr_spec *sp, const cJSON *e,
         return true;
     }
     switch (sp->type) {
-    case YK_ATTR_INT:
-        if (!get_int(e, INT64_MIN, INT64_MAX, &v->i))
+    case YK_ATTR_INT: /* INT64_MIN is the ops' "none" (YK_NO_PADDING) */
+        if (!get_int(e, -INT64_MAX, INT64_MAX, &v->i))
             return bad(L, "%s: must be an integer%s, got %s", where,
                        sp->nullable ? " or null" : "", json_type(e));
         return true;
@@ -828,11 +832,12 @@ bool cf_session_init(cf_session *s, const cf_case *c, char *err,
     s->c = c;
     s->ctx = c->ctx;
     s->model = yk_model_new(c->ctx);
-    s->params = calloc((size_t)(c->n_leaves ? c->n_leaves : 1),
-                       sizeof *s->params);
-    bool ok = s->model && s->params;
+    s->params = calloc((size_t)c->n_leaves + 1, sizeof *s->params);
+    s->inputs = calloc((size_t)c->n_leaves + 1, sizeof *s->inputs);
+    bool ok = s->model && s->params && s->inputs;
     for (int i = 0; ok && i < c->n_leaves; i++) {
         const cf_leaf *lf = &c->leaves[i];
+        s->inputs[i] = lf->value;
         if (!lf->requires_grad)
             continue;
         yk_param *p = yk_model_add(s->model, lf->name,
@@ -854,6 +859,7 @@ void cf_session_free(cf_session *s)
 {
     yk_model_free(s->model);
     free(s->params);
+    free(s->inputs);
     memset(s, 0, sizeof *s);
 }
 
@@ -895,7 +901,7 @@ static yk_status build_graph(cf_session *s, yk_graph *g, yk_node **syms,
     yk_node **in = syms + nl + c->n_nodes;
     for (int i = 0; i < nl; i++) {
         syms[i] = s->params[i] ? yk_param_node(g, s->params[i])
-                               : yk_const(g, c->leaves[i].value);
+                               : yk_const(g, s->inputs[i]);
         if (!syms[i])
             return graph_error(s, g, NULL, r);
     }
@@ -1040,7 +1046,6 @@ void cf_eval(cf_session *s, double seed_scale, cf_result *r)
         read_grads(s, r);
     yk_graph_end(g);
     free(syms);
-    yk_model_zero_grad(s->model);
     if (r->status != YK_OK)
         drop_tensors(c, r);
 }
@@ -1341,37 +1346,89 @@ static yk_status is_kink(cf_session *s, double *v, int64_t i, double lp,
     return e;
 }
 
-/* Rows that receive no gradient by definition although the output reads
- * them: embedding's padding_idx row of its weight, when the weight is
- * this leaf or a column cat of it. Differences see them; the contract
- * (case-format.md) says 0, so they are not checked. */
-static bool padding_row(const cf_case *c, int leaf, int64_t row)
+static const yk_attr_value *attr_of(const cf_node *nd, const char *name)
+{
+    for (int k = 0; k < nd->op->n_attrs; k++)
+        if (strcmp(nd->op->attrs[k].name, name) == 0)
+            return &nd->attrs[k];
+    return NULL;
+}
+
+/* Nodes that take symbol sym as an input. */
+static int uses_of(const cf_case *c, int sym)
+{
+    int n = 0;
+    for (int j = 0; j < c->n_nodes; j++) {
+        bool uses = false;
+        for (int k = 0; k < c->nodes[j].n_in; k++)
+            uses |= c->nodes[j].in[k] == sym;
+        n += uses;
+    }
+    return n;
+}
+
+/* Does the embedding node read the leaf's rows: as its weight, or as a
+ * part of a column cat that is its weight? */
+static bool reads_rows(const cf_case *c, const cf_node *nd, int leaf)
+{
+    int w = nd->n_in > 1 ? nd->in[1] : -1; /* weight */
+    if (w == leaf)
+        return true;
+    if (w < c->n_leaves)
+        return false;
+    const cf_node *cat = &c->nodes[w - c->n_leaves];
+    const yk_attr_value *dim = attr_of(cat, "dim");
+    bool column = strcmp(cat->op->name, "cat") == 0 && dim &&
+                  (dim->i == 1 || dim->i == -1);
+    for (int m = 0; column && m < cat->n_in; m++)
+        if (cat->in[m] == leaf)
+            return true;
+    return false;
+}
+
+static int64_t count_row(const yk_tensor *idx, int64_t row)
+{
+    int64_t n = 0;
+    for (int64_t i = 0; i < yk_tensor_numel(idx); i++)
+        n += ((const int64_t *)yk_tensor_data(idx))[i] == row;
+    return n;
+}
+
+/*
+ * Where case-format.md makes a leaf row's gradient differ from the
+ * derivative on purpose. Returns false when the row cannot be checked by
+ * differences: embedding's padding_idx row (read, yet given no gradient),
+ * or a scale_grad_by_freq row of a leaf that has other uses too.
+ * Otherwise *factor is what the derivative is multiplied by: 1 / (the
+ * row's count in the input) for a scale_grad_by_freq lookup that is the
+ * leaf's only use, else 1.
+ */
+static bool fd_contract(const cf_case *c, int leaf, int64_t row,
+                        double *factor)
 {
     const yk_tensor *t = c->leaves[leaf].value;
     int64_t V = yk_tensor_ndim(t) ? yk_tensor_shape(t)[0] : 0;
+    *factor = 1;
     for (int j = 0; j < c->n_nodes; j++) {
         const cf_node *nd = &c->nodes[j];
-        if (strcmp(nd->op->name, "embedding") != 0 || nd->n_in < 2)
+        bool embedding = strcmp(nd->op->name, "embedding") == 0;
+        if ((!embedding && strcmp(nd->op->name, "embedding_bag") != 0) ||
+            !reads_rows(c, nd, leaf))
             continue;
-        int k = 0;
-        while (k < nd->op->n_attrs &&
-               strcmp(nd->op->attrs[k].name, "padding_idx") != 0)
-            k++;
-        if (k == nd->op->n_attrs || nd->attrs[k].is_null)
+        const yk_attr_value *pad = attr_of(nd, "padding_idx");
+        if (embedding && pad && !pad->is_null &&
+            (pad->i < 0 ? pad->i + V : pad->i) == row)
+            return false;
+        const yk_attr_value *freq = attr_of(nd, "scale_grad_by_freq");
+        if (!freq || !freq->i)
             continue;
-        int64_t p = nd->attrs[k].i < 0 ? nd->attrs[k].i + V : nd->attrs[k].i;
-        int w = nd->in[1]; /* weight */
-        bool reads = w == leaf;
-        const cf_node *cat = w >= c->n_leaves ? &c->nodes[w - c->n_leaves]
-                                              : NULL;
-        if (cat && strcmp(cat->op->name, "cat") == 0 &&
-            (cat->attrs[0].i == 1 || cat->attrs[0].i == -1))
-            for (int m = 0; m < cat->n_in; m++)
-                reads |= cat->in[m] == leaf;
-        if (reads && p == row)
-            return true;
+        if (nd->in[1] != leaf || uses_of(c, leaf) != 1 || nd->in[0] < 0 ||
+            nd->in[0] >= c->n_leaves)
+            return false;
+        int64_t n = count_row(c->leaves[nd->in[0]].value, row);
+        *factor = n > 0 ? 1.0 / (double)n : 1;
     }
-    return false;
+    return true;
 }
 
 typedef struct fd_state {
@@ -1399,7 +1456,8 @@ static void keep_worst(cf_worst *w, const char *leaf, const yk_tensor *t,
 /* Checks element i of a leaf's f64 value v against central differences. */
 static yk_status fd_element(cf_session *s, const cf_check_opts *o,
                             const char *leaf, const yk_tensor *grad,
-                            double *v, int64_t i, fd_state *st, cf_report *r)
+                            double *v, int64_t i, double factor, fd_state *st,
+                            cf_report *r)
 {
     double saved = v[i], lp, lm;
     v[i] = saved + o->eps;
@@ -1414,7 +1472,7 @@ static yk_status fd_element(cf_session *s, const cf_check_opts *o,
         return e;
     st->have_L0 = true;
     double an = ((const double *)yk_tensor_data(grad))[i];
-    double num = (lp - lm) / (2 * o->eps);
+    double num = factor * (lp - lm) / (2 * o->eps);
     double ratio = fabs(an - num) / (o->atol + o->rtol * fabs(num));
     if (isnan(ratio))
         ratio = INFINITY;
@@ -1452,12 +1510,13 @@ static void fd_check(cf_session *s, const cf_result *res,
         int64_t rowlen = yk_tensor_ndim(t) && yk_tensor_shape(t)[0]
                              ? n / yk_tensor_shape(t)[0] : 1;
         for (int64_t e = 0; e < n; e++) {
-            if (padding_row(c, i, e / rowlen)) {
+            double factor;
+            if (!fd_contract(c, i, e / rowlen, &factor)) {
                 r->fd_exempt++;
                 continue;
             }
             yk_status err = fd_element(s, o, c->leaves[i].name, res->grads[i],
-                                       v, e, &st, r);
+                                       v, e, factor, &st, r);
             if (err != YK_OK) {
                 fail(r, "finite differences: evaluation failed with %s: %s",
                      yk_status_name(err), yk_last_error(s->ctx));

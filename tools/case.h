@@ -85,11 +85,18 @@ const char *cf_unsupported(const cf_case *c);
 int cf_node_index(const cf_case *c, const char *name);
 int cf_leaf_index(const cf_case *c, const char *name);
 
+/*
+ * The optimizer loop of case-format.md fits here: per step k, point
+ * inputs[i] of fed leaves at feeds[k]'s tensors, cf_eval (which leaves the
+ * gradients in the model), apply each group's optimizer to its parameters,
+ * keep the first step's result, and print the parameters after the last.
+ */
 typedef struct cf_session {
     const cf_case *c;
     yk_ctx *ctx;
     yk_model *model;
-    yk_param **params; /* [n_leaves]: the leaf's parameter, or NULL */
+    yk_param **params;          /* [n_leaves]: the leaf's parameter, or NULL */
+    const yk_tensor **inputs;   /* [n_leaves]: a constant leaf's value */
 } cf_session;
 
 /* false (message in err) on OOM. */
@@ -106,9 +113,10 @@ typedef struct cf_result {
 
 /*
  * Evaluates every node, backpropagates seed_scale times the case's seeds
- * and reads every requires_grad leaf's gradient (zeros where none flows).
- * r->status is YK_OK or the evaluation's error; the result is the caller's
- * to free with cf_result_free.
+ * and reads every requires_grad leaf's gradient (zeros where none flows);
+ * the gradients stay in the model until the next cf_eval. r->status is
+ * YK_OK or the evaluation's error; the result is the caller's to free with
+ * cf_result_free.
  */
 void cf_eval(cf_session *s, double seed_scale, cf_result *r);
 /* L = sum_k sum(value_k * seed_k) at the parameters' current values, with
