@@ -191,6 +191,11 @@ static yk__tie_use *new_record(yk_graph *g, yk_node *leaf, yk_node *x)
 
 yk_status yk__backward_recording(yk_graph *g, yk_node *x, yk__backward_fn run)
 {
+    bool any = false;
+    for (int i = 0; i < x->n_inputs && !any; i++)
+        any = is_param_use(x, i);
+    if (!any)
+        return run(g, x);
     yk__grad *before = yk__arena_alloc(g, (size_t)x->n_inputs * sizeof *before);
     if (!before)
         return g->status;

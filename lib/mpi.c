@@ -374,12 +374,12 @@ yk_status yk_mpi_allreduce_sum(yk_mpi *c, double *values, int n)
                                           sizeof *all);
     if (!local && !all)
         local = YK_ENOMEM;
-    yk_status s = agree(c, fn, local);
+    yk_status s = agree_same(c, fn, local, (uint64_t)n, "n");
     if (s)
         return s;
     int *counts = c->counts[RECV_COUNT];
     for (int r = 0; r < c->size; r++)
-        counts[r] = n; /* agreed below: a different n is a misuse */
+        counts[r] = n;
     s = allgatherv(c, fn, values, n, all, counts, MPI_DOUBLE, 8);
     if (s)
         return s;
@@ -2244,7 +2244,7 @@ static yk_status load_item_state(yk_mpi *c, const char *fn,
         else if (i < 0 && it->state[j])
             s = yk__error(ctx, YK_EFORMAT, "%s: %s has no tensor \"%s\"", fn,
                           path, key);
-        else if (i >= 0 && (it->V || k == 0)) {
+        else if (i >= 0) {
             if (!it->state[j] && !(it->state[j] = state_staging(c, f, i, it)))
                 s = yk__error(ctx, YK_EFORMAT, "%s: tensor \"%s\" of %s "
                               "cannot be a state", fn, key, path);
@@ -2318,7 +2318,7 @@ static yk_status load_file(yk_mpi *c, const char *fn, const char *path,
                           it->V);
         else if (k == 0)
             s = read_whole(c->ctx, fn, f, path, it->p->name, it->value);
-        if (!s && opt && yk_optim_has(opt, it->p))
+        if (!s && opt && yk_optim_has(opt, it->p) && (it->V || k == 0))
             s = load_item_state(c, fn, f, path, k, n_old, it, opt);
     }
     yk_safetensors_close(f);

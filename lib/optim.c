@@ -605,6 +605,8 @@ static void freeze_row(yk_optim *o, entry *e, int64_t r)
 
 static yk_status bitmap_make(yk_optim *o, entry *e)
 {
+    if (bitmap_bytes(e->p) == 0)
+        return YK_OK; /* no rows: nothing can be frozen */
     if (!e->frozen)
         e->frozen = yk__alloc(o->ctx, bitmap_bytes(e->p));
     return e->frozen ? YK_OK : YK_ENOMEM;

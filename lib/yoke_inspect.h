@@ -23,7 +23,9 @@
  *      "ties":   [{"param": "W", "node": 3, "op": "embedding",
  *                  "norm": 0.52, "via": []}, ...]}
  *
- * An edge's "input" is the consumer's argument name (case-format names:
+ * "param" is the parameter's name for a parameter leaf, null for other
+ * nodes; "inputs" holds the input ids in argument order, null for an
+ * absent optional input. An edge's "input" is the consumer's argument name (case-format names:
  * "input", "weight", "offsets", ...; "tensors[k]" for cat). Absent optional
  * inputs (embedding_bag without offsets) have no edge. "ties" is empty
  * unless the tie report was on.

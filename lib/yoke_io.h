@@ -9,13 +9,15 @@
  *   N bytes      a JSON object: per tensor {"dtype": "F32" | "F64" | "I64",
  *                "shape": [...], "data_offsets": [begin, end]}, and
  *                "__metadata__" with string values only: "yoke_format_version"
- *                ("1"), "step" (decimal) and, if given, "config". Padded with
- *                spaces so that the data starts at a multiple of 8.
+ *                ("1"), "step" (decimal), if given "config", and with an
+ *                optimizer "optimizer" (its kind). Padded with spaces so
+ *                that the data starts at a multiple of 8.
  *   the rest     the raw little-endian data; offsets count from its start.
  *
  * A model is saved parameter by parameter, by name, in insertion order. A
  * tied parameter is one yk_param, so it is stored once. Extra named tensors
- * (the optimizer's state, "optim/W/exp_avg", ...) may go in the same file.
+ * may go in the same file; yk_checkpoint_save / yk_checkpoint_load use them
+ * for an optimizer's state ("optim/W/exp_avg", "optim/W/step", ...).
  *
  *     yk_save_opts so = {.step = 1000, .config = "{\"lr\": 0.01}"};
  *     if (yk_model_save(m, "model.safetensors", &so) != YK_OK) ...
@@ -256,7 +258,8 @@ yk_tensor *yk_safetensors_get(yk_safetensors *f, const char *name);
 /**
  * .vec text files (word2vec text format, as fastText writes them):
  *
- *   line 1         "count dim": two integers, count >= 0, dim >= 1
+ *   line 1         "count dim": two integers, count >= 0 and
+ *                  1 <= dim <= 2^20 (a larger dim is taken as corruption)
  *   each line      "word v1 ... vdim": a word (no spaces), then exactly dim
  *                  decimal numbers, separated by spaces or tabs
  *

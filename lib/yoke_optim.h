@@ -262,12 +262,13 @@ yk_status yk_clip_grad_value(int n, yk_param *const *params,
  * Steps below 0 count as 0.
  */
 
-/** torch StepLR: lr * gamma^floor(step / step_size); step_size >= 1. */
+/** torch StepLR: lr * gamma^floor(step / step_size) (step_size < 1 counts
+ * as 1). */
 double yk_lr_step(double lr, int64_t step, int64_t step_size, double gamma);
 /**
  * torch CosineAnnealingLR (closed form): min_lr + (lr - min_lr) *
  * (1 + cos(pi * step / total)) / 2 for step <= total, min_lr after (torch
- * would go back up); total >= 1.
+ * would go back up); total < 1 counts as 1.
  */
 double yk_lr_cosine(double lr, int64_t step, int64_t total, double min_lr);
 /**

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -114,6 +115,8 @@ typedef struct wn_config {
     bool cosine;       /* cosine learning-rate decay over training */
     int threads;
     bool untie;
+    bool profile;      /* time the phases of a step                */
+    bool huge_pages;   /* transparent huge pages for the tables    */
     uint64_t seed;
     int64_t max_steps; /* per epoch; 0: all                        */
     const char *csv_path, *save_path, *eval_path, *export_dir;
@@ -136,6 +139,7 @@ static wn_config default_config(void)
         .init_std = 0.1,
         .cosine = true,
         .threads = 1,
+        .huge_pages = true,
         .seed = 1,
     };
 }
@@ -168,6 +172,9 @@ static void usage(FILE *f)
         "  --seed N          seed of initialisation and shuffling (default "
         "%llu)\n"
         "  --max-steps N     stop each epoch after N steps (for smoke tests)\n"
+        "  --profile         print the wall and CPU ms per step of each phase\n"
+        "  --no-huge-pages   do not ask for transparent huge pages for the\n"
+        "                    tables and their Adam state\n"
         "  --csv FILE        write loss and accuracy per epoch to FILE\n"
         "  --save FILE       save the trained model (safetensors)\n"
         "  --eval FILE       evaluate a saved model on the test split, no "
@@ -218,6 +225,10 @@ static bool parse_flag(wn_config *c, const char *a)
         c->untie = true;
     else if (strcmp(a, "--constant-lr") == 0)
         c->cosine = false;
+    else if (strcmp(a, "--profile") == 0)
+        c->profile = true;
+    else if (strcmp(a, "--no-huge-pages") == 0)
+        c->huge_pages = false;
     else
         return false;
     return true;
@@ -873,6 +884,12 @@ static int64_t plan_batch_size(const epoch_plan *p, int64_t b)
 
 /* ============================================================= training */
 
+enum { PHASE_BATCH, PHASE_FORWARD, PHASE_BACKWARD, PHASE_SPARSE, PHASE_DENSE,
+       PHASES };
+
+static const char *const phase_names[PHASES] = {
+    "batch", "forward", "backward", "sparse_adam", "adam"};
+
 typedef struct trainer {
     yk_ctx *ctx;
     const wn_config *c;
@@ -880,6 +897,9 @@ typedef struct trainer {
     yk_optim *sparse; /* sparse_adam: the embedding tables */
     yk_optim *dense;  /* adam: convolution and output layer */
     int64_t step, total_steps;
+    /* --profile: wall and CPU seconds per phase since the epoch began */
+    double wall[PHASES], cpu[PHASES];
+    double mark_wall, mark_cpu;
 } trainer;
 
 static yk_optim *new_adam(yk_ctx *ctx, yk_optim_kind kind, double lr)
@@ -905,34 +925,122 @@ static trainer make_trainer(yk_ctx *ctx, const wn_config *c, wn_net *n)
     return t;
 }
 
+/*
+ * The embedding tables and their Adam moments are hundreds of MB read at
+ * random rows: with 4 KiB pages nearly every row costs a TLB miss (a
+ * two-level walk in a VM). Asking the kernel for transparent huge pages
+ * on them (MADV_HUGEPAGE, and MADV_COLLAPSE for pages already touched)
+ * saves that; where the kernel says no, nothing changes.
+ */
+static void prefer_huge_pages(void *p, size_t n)
+{
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+    uintptr_t b = ((uintptr_t)p + n) & ~(huge - 1);
+    if (b <= a)
+        return;
+#ifdef MADV_HUGEPAGE
+    madvise((void *)a, b - a, MADV_HUGEPAGE);
+#endif
+#if defined(__linux__) && !defined(MADV_COLLAPSE)
+#define MADV_COLLAPSE 25 /* Linux 6.1; glibc 2.36's headers lack it */
+#endif
+#ifdef MADV_COLLAPSE
+    madvise((void *)a, b - a, MADV_COLLAPSE); /* EINVAL on older kernels */
+#endif
+}
+
+static void tensor_huge_pages(yk_tensor *t)
+{
+    if (t)
+        prefer_huge_pages(yk_tensor_data(t), yk_tensor_nbytes(t));
+}
+
+/* After the first step, when sparse_adam has made its state. */
+static void tables_huge_pages(trainer *t)
+{
+    for (int i = 0; i < yk_optim_count(t->sparse); i++) {
+        yk_param *p = yk_optim_param_at(t->sparse, i);
+        tensor_huge_pages(yk_param_value(p));
+        for (int k = 0; k < yk_optim_state_count(t->sparse); k++) {
+            yk_tensor *st = NULL;
+            yk_optim_state(t->sparse, p, yk_optim_state_name(t->sparse, k),
+                           &st);
+            tensor_huge_pages(st);
+        }
+    }
+}
+
 static void free_trainer(trainer *t)
 {
     yk_optim_free(t->sparse);
     yk_optim_free(t->dense);
 }
 
-/* One step on a batch: forward, backward, both optimizers. The loss. */
+/* --profile: charges the time since the last mark to phase p. */
+static void phase_end(trainer *t, int p)
+{
+    if (!t->c->profile)
+        return;
+    double w = now_seconds(), c = cpu_seconds();
+    t->wall[p] += w - t->mark_wall;
+    t->cpu[p] += c - t->mark_cpu;
+    t->mark_wall = w;
+    t->mark_cpu = c;
+}
+
+static void phase_start(trainer *t)
+{
+    if (t->c->profile) {
+        t->mark_wall = now_seconds();
+        t->mark_cpu = cpu_seconds();
+    }
+}
+
+static void print_profile(trainer *t, int64_t steps)
+{
+    if (!t->c->profile || steps == 0)
+        return;
+    printf("profile, ms per step (wall / cpu):");
+    for (int p = 0; p < PHASES; p++) {
+        printf(" %s %.3f / %.3f%s", phase_names[p], 1e3 * t->wall[p] /
+               (double)steps, 1e3 * t->cpu[p] / (double)steps,
+               p + 1 < PHASES ? "," : "\n");
+        t->wall[p] = t->cpu[p] = 0;
+    }
+}
+
+/* One step on a batch: forward, backward, both optimizers. The loss. The
+ * batch's making is charged to PHASE_BATCH by the caller's mark. */
 static double train_step(trainer *t, const batch *b)
 {
     yk_ctx *ctx = t->ctx;
     wn_net *n = t->net;
     yk_model_zero_grad(n->m);
     batch_tensors bt = wrap_batch(ctx, b, n->K, n->dt);
+    phase_end(t, PHASE_BATCH);
     yk_graph *g = check_ptr(ctx, yk_graph_begin(ctx), "graph");
     yk_node *logits = forward(g, n, &bt, b->L);
     yk_node *loss = yk_cross_entropy(g, logits, yk_const(g, bt.labels),
                                      YK_REDUCE_MEAN);
+    double value = loss && yk_value(loss) ? yk_tensor_get(yk_value(loss), 0)
+                                          : NAN;
+    phase_end(t, PHASE_FORWARD);
     check(ctx, loss ? yk_backward(g, loss) : yk_graph_status(g), "step");
-    double value = yk_tensor_get(yk_value(loss), 0);
     yk_graph_end(g);
     free_batch_tensors(&bt);
+    phase_end(t, PHASE_BACKWARD);
     double lr = t->c->cosine ? yk_lr_cosine(t->c->lr, t->step, t->total_steps,
                                             0.0)
                              : t->c->lr;
     check(ctx, yk_optim_set_lr(t->sparse, lr), "lr");
     check(ctx, yk_optim_set_lr(t->dense, lr), "lr");
     check(ctx, yk_optim_step(t->sparse), "sparse_adam step");
+    phase_end(t, PHASE_SPARSE);
     check(ctx, yk_optim_step(t->dense), "adam step");
+    phase_end(t, PHASE_DENSE);
+    if (t->step == 0 && t->c->huge_pages)
+        tables_huge_pages(t);
     t->step++;
     return value;
 }
@@ -1202,14 +1310,17 @@ static epoch_stats train_epoch(trainer *t, const dataset *s,
                    .steps = steps, .next_quarter = 1};
     double loss_sum = 0, cpu0 = cpu_seconds();
     int64_t examples = 0;
+    phase_start(t);
     for (int64_t k = 0; k < steps; k++) {
         int64_t B = plan_batch_size(&p, k);
         batch b = make_batch(bb, &s->train, p.order + p.starts[k], B);
         loss_sum += train_step(t, &b);
         examples += B;
         progress_update(&pr, epoch, c->epochs, k + 1, examples, loss_sum);
+        phase_end(t, PHASE_BATCH);
     }
     progress_done(&pr);
+    print_profile(t, steps);
     free_plan(&p);
     epoch_stats st = {.loss = loss_sum / (double)(steps ? steps : 1),
                       .seconds = now_seconds() - pr.t0,

@@ -745,3 +745,34 @@ Test(checker, strict_mode_fails_at_a_kink)
     cr_expect_eq(r.fd_kinks, 1);
     cf_free(c);
 }
+
+/* Rows whose gradient the contract bends: embedding's padding row is not
+ * checked (one row of 2 numbers here), a scale_grad_by_freq lookup that is
+ * the weight's only use is checked against the derivative / count. */
+Test(checker, contract_rows_are_exempt_or_rescaled_and_no_more)
+{
+    char err[CF_MSG];
+    cJSON *j = cJSON_Parse(
+        "{\"format\": \"yoke-case/1\", \"name\": \"c\", \"tensors\": {"
+        " \"W\": {\"dtype\": \"f64\", \"shape\": [3, 2], \"data\": "
+        "[0.1, 0.2, 0.3, 0.4, 0.5, 0.6], \"requires_grad\": true},"
+        " \"V\": {\"dtype\": \"f64\", \"shape\": [3, 2], \"data\": "
+        "[0.1, 0.2, 0.3, 0.4, 0.5, 0.6], \"requires_grad\": true},"
+        " \"i\": {\"dtype\": \"i64\", \"shape\": [3], \"data\": [1, 2, 1]},"
+        " \"k\": {\"dtype\": \"i64\", \"shape\": [3], \"data\": [0, 0, 2]}},"
+        " \"nodes\": [{\"name\": \"E\", \"op\": \"embedding\", \"inputs\": "
+        "{\"input\": \"i\", \"weight\": \"W\"}, \"attrs\": {\"padding_idx\": 1}},"
+        " {\"name\": \"F\", \"op\": \"embedding\", \"inputs\": {\"input\": \"k\","
+        " \"weight\": \"V\"}, \"attrs\": {\"scale_grad_by_freq\": true}}],"
+        " \"seeds\": {\"E\": {\"dtype\": \"f64\", \"shape\": [3, 2], \"data\": "
+        "[1, 2, 3, 4, 5, 6]}, \"F\": {\"dtype\": \"f64\", \"shape\": [3, 2], "
+        "\"data\": [1, -1, 2, -2, 3, -3]}}}");
+    cf_case *c = cf_from_json(j, "c", NULL, err, sizeof err);
+    cr_assert(c, "%s", err);
+    cf_report r;
+    cf_check(c, NULL, &r);
+    cr_expect(r.passed, "%s", r.failures[0]);
+    cr_expect_eq(r.fd_exempt, 2, "only W's padding row is exempt");
+    cr_expect_eq(r.fd_checked, 10);
+    cf_free(c);
+}

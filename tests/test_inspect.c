@@ -586,6 +586,11 @@ Test(inspect, tie_report_in_dumps_and_print)
                  (double)yk_node_id(ext));
     cr_assert_eq(cJSON_GetArraySize(field(cJSON_GetArrayItem(ties, 0), "via")),
                  0);
+    /* the cat of parameters is lazy: its [V, D + D2] value was never made */
+    cJSON *cat_node = cJSON_GetArrayItem(field(j, "nodes"),
+                                         (int)cat_use.node_id);
+    cr_assert_str_eq(str(cat_node, "op"), "cat");
+    cr_assert(cJSON_IsTrue(field(cat_node, "lazy")));
     cJSON_Delete(j);
 
     char *dot = dot_of(g);
@@ -687,6 +692,31 @@ Test(inspect, tie_report_one_op_reading_a_parameter_twice_is_one_use)
     cr_assert_eq(yk_tie_count(g), 1);
     expect_use(g, 0, "w", "mul", 10.0);
     EXPECT_VALUES(yk_param_grad(w), SHAPE(2), VALS(6, 8), 0);
+    yk_graph_end(g);
+    yk_model_free(m);
+}
+
+Test(inspect, tie_report_names_what_reads_a_narrowed_parameter)
+{
+    /* L = sum(narrow(W, 0, 0, 1)): the use is the narrow, via the sum; its
+     * gradient is ones on row 0 of W [2, 3], norm sqrt(3) (hand worked). */
+    yk_model *m = yk_model_new(ctx);
+    yk_param *W = param_with(m, "W", YK_F64, SHAPE(2, 3),
+                             VALS(1, 2, 3, 4, 5, 6));
+    yk_graph *g = yk_graph_begin(ctx);
+    yk_graph_set_tie_report(g, true);
+    yk_node *row = yk_narrow(g, yk_param_node(g, W), 0, 0, 1);
+    cr_assert_eq(yk_backward(g, yk_sum(g, row, 0, NULL, false)), YK_OK,
+                 "%s", yk_last_error(ctx));
+    cr_assert_eq(yk_tie_count(g), 1);
+    expect_use(g, 0, "W", "narrow", sqrt(3.0));
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    yk_tie_report_print(g, f);
+    fclose(f);
+    expect_contains(buf, "#1 narrow via #2 sum");
+    free(buf);
     yk_graph_end(g);
     yk_model_free(m);
 }

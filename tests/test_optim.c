@@ -709,6 +709,30 @@ Test(optim, rowwise_adagrad_f32_lr_decay_and_initial_value)
     yk_optim_free(o);
 }
 
+Test(optim, empty_and_scalar_parameters)
+{
+    /* Parameters with no element step cleanly; a 0-d parameter has one
+     * row. Adam's first step moves each element by -lr * sign(g) (m / sqrt(v)
+     * = g / |g| after bias correction, eps aside). */
+    yk_param *e0 = yk_model_add(m, "rows0", YK_F64, 2, (int64_t[]){0, 3});
+    yk_param *e1 = yk_model_add(m, "cols0", YK_F32, 2, (int64_t[]){3, 0});
+    yk_param *s = param_with(m, "scalar", YK_F64, 0, NULL, VALS(2));
+    yk_optim *o = yk_optim_new(ctx, YK_OPTIM_ADAM, NULL);
+    cr_assert_eq(yk_optim_add_model(o, m), YK_OK);
+    cr_assert_eq(yk_optim_freeze_rows(o, e0, 0, NULL), YK_OK);
+    give_dense(e0, NULL);
+    give_dense(e1, NULL);
+    give_dense(s, VALS(-3));
+    cr_assert_eq(yk_optim_step(o), YK_OK, "%s", yk_last_error(ctx));
+    cr_assert_eq(yk_optim_step_count(o, e0), 1);
+    expect_close(yk_param_value(s), VALS(2.001), 1, 1e-9, 0);
+    cr_assert_eq(yk_optim_freeze_rows(o, s, 1, IDX(0)), YK_OK);
+    cr_assert(yk_optim_row_frozen(o, s, 0));
+    cr_assert_eq(yk_optim_step(o), YK_OK);
+    expect_close(yk_param_value(s), VALS(2.001), 1, 1e-9, 0);
+    yk_optim_free(o);
+}
+
 /* --------------------------------------------------------- row freezing */
 
 Test(optim, freezing_rows_after_training_resets_their_state)

@@ -67,6 +67,25 @@ static bool get_int(const cJSON *j, int64_t lo, int64_t hi, int64_t *out)
     return true;
 }
 
+/* Appends "name" to a list of names in buf, for messages. */
+static void append_name(char *buf, size_t size, const char *name)
+{
+    size_t n = strlen(buf);
+    snprintf(buf + n, size - n, "%s\"%s\"", n ? ", " : "", name);
+}
+
+/* "[2, 3]", for messages about shapes that are not tensors (yet). */
+static void format_shape(int ndim, const int64_t *shape, char *buf,
+                         size_t size)
+{
+    size_t n = (size_t)snprintf(buf, size, "[");
+    for (int i = 0; i < ndim && n < size; i++)
+        n += (size_t)snprintf(buf + n, size - n, "%s%lld", i ? ", " : "",
+                              (long long)shape[i]);
+    if (n < size)
+        snprintf(buf + n, size - n, "]");
+}
+
 /* No key of object j is given twice (cJSON keeps duplicates). */
 static bool no_duplicates(loader *L, const cJSON *j, const char *where)
 {
@@ -88,11 +107,8 @@ static bool keys_ok(loader *L, const cJSON *j, const char *where,
             known = strcmp(k->string, keys[i]) == 0;
         if (!known) {
             char list[256] = "";
-            for (int i = 0; keys[i]; i++) {
-                size_t n = strlen(list);
-                snprintf(list + n, sizeof list - n, "%s\"%s\"", i ? ", " : "",
-                         keys[i]);
-            }
+            for (int i = 0; keys[i]; i++)
+                append_name(list, sizeof list, keys[i]);
             return bad(L, "%s: unknown key \"%s\" (known: %s)", where,
                        k->string, list);
         }
@@ -208,17 +224,11 @@ static yk_tensor *parse_tensor(loader *L, const cJSON *j, const char *where,
     int64_t have = cJSON_GetArraySize(data);
     int64_t need = shape_numel(ndim, shape);
     if (need != have) {
-        char b[160] = "[";
-        for (int i = 0; i < ndim; i++) {
-            size_t n = strlen(b);
-            snprintf(b + n, sizeof b - n, "%s%lld", i ? ", " : "",
-                     (long long)shape[i]);
-        }
-        strncat(b, "]", sizeof b - strlen(b) - 1);
+        char b[160];
+        format_shape(ndim, shape, b, sizeof b);
         if (need < 0)
             return bad(L, "%s.data: has %lld numbers, shape %s needs more "
-                       "than 2^63",
-                       where, (long long)have, b), NULL;
+                       "than 2^63", where, (long long)have, b), NULL;
         return bad(L, "%s.data: has %lld numbers, shape %s needs %lld",
                    where, (long long)have, b, (long long)need), NULL;
     }
@@ -349,11 +359,8 @@ static bool parse_inputs(loader *L, cf_node *nd, int j, const cJSON *ins,
     for (const cJSON *e = ins->child; e; e = e->next)
         if (input_slot(op, e->string) < 0) {
             char list[256] = "";
-            for (int i = 0; i < op->n_inputs; i++) {
-                size_t n = strlen(list);
-                snprintf(list + n, sizeof list - n, "%s\"%s\"", i ? ", " : "",
-                         op->input_names[i]);
-            }
+            for (int i = 0; i < op->n_inputs; i++)
+                append_name(list, sizeof list, op->input_names[i]);
             return bad(L, "%s: op \"%s\" has no input \"%s\" (its inputs: %s)",
                        w, op->name, e->string, list);
         }
@@ -421,8 +428,7 @@ static bool parse_attr(loader *L, const yk_attr_spec *sp, const cJSON *e,
                 return bad(L, "%s: must be a whole number", where);
             return true;
         }
-        /* a list: */
-        /* fall through */
+        /* fall through - a list, as INT_LIST */
     case YK_ATTR_INT_LIST:
         if (!cJSON_IsArray(e))
             return bad(L, "%s: must be a list of integers%s, got %s", where,
@@ -464,11 +470,8 @@ static bool parse_attrs(loader *L, cf_node *nd, const cJSON *attrs,
             k++;
         if (k == op->n_attrs) {
             char list[256] = "";
-            for (int i = 0; i < op->n_attrs; i++) {
-                size_t n = strlen(list);
-                snprintf(list + n, sizeof list - n, "%s\"%s\"", i ? ", " : "",
-                         op->attrs[i].name);
-            }
+            for (int i = 0; i < op->n_attrs; i++)
+                append_name(list, sizeof list, op->attrs[i].name);
             return bad(L, "%s: op \"%s\" has no attribute \"%s\" (%s%s)", w,
                        op->name, e->string, op->n_attrs ? "its attributes: " :
                        "it has none", list);
@@ -1398,7 +1401,8 @@ static int64_t count_row(const yk_tensor *idx, int64_t row)
  * Where case-format.md makes a leaf row's gradient differ from the
  * derivative on purpose. Returns false when the row cannot be checked by
  * differences: embedding's padding_idx row (read, yet given no gradient),
- * or a scale_grad_by_freq row of a leaf that has other uses too.
+ * or a row that a scale_grad_by_freq lookup reads from a leaf that has
+ * other uses too (the scaled and unscaled parts cannot be told apart).
  * Otherwise *factor is what the derivative is multiplied by: 1 / (the
  * row's count in the input) for a scale_grad_by_freq lookup that is the
  * leaf's only use, else 1.
@@ -1422,11 +1426,14 @@ static bool fd_contract(const cf_case *c, int leaf, int64_t row,
         const yk_attr_value *freq = attr_of(nd, "scale_grad_by_freq");
         if (!freq || !freq->i)
             continue;
-        if (nd->in[1] != leaf || uses_of(c, leaf) != 1 || nd->in[0] < 0 ||
-            nd->in[0] >= c->n_leaves)
-            return false;
+        if (nd->in[0] < 0 || nd->in[0] >= c->n_leaves)
+            return false; /* indices are always leaves; be safe */
         int64_t n = count_row(c->leaves[nd->in[0]].value, row);
-        *factor = n > 0 ? 1.0 / (double)n : 1;
+        if (n == 0)
+            continue; /* this lookup sends the row nothing */
+        if (nd->in[1] != leaf || uses_of(c, leaf) != 1)
+            return false;
+        *factor = 1.0 / (double)n;
     }
     return true;
 }

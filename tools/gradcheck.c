@@ -95,13 +95,14 @@ static void print_human(const char *file, const char *name, const cf_report *r)
     printf("%s  %s", r->passed ? "PASS" : "FAIL", name);
     if (file)
         printf(" (%s)", file);
-    if (r->passed && r->error[0]) {
-        printf(": failed as expected with %s\n", r->error);
-        return;
-    }
-    printf(": %lld values and %lld gradient elements vs expected, %lld vs "
-           "finite differences", (long long)r->values_compared,
-           (long long)r->grads_compared, (long long)r->fd_checked);
+    bool compared = r->values_compared || r->grads_compared ||
+                    r->fd_checked || r->fd_kinks || r->fd_exempt;
+    if (r->passed && r->error[0])
+        printf(": failed as expected with %s", r->error);
+    else if (compared || r->passed)
+        printf(": %lld values and %lld gradient elements vs expected, %lld "
+               "vs finite differences", (long long)r->values_compared,
+               (long long)r->grads_compared, (long long)r->fd_checked);
     if (r->fd_kinks || r->fd_exempt)
         printf(" (not checked: %lld at non-differentiable points, %lld "
                "exempt by contract)", (long long)r->fd_kinks,
@@ -238,6 +239,20 @@ typedef struct shp {
     ((shp){(int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)),        \
            {__VA_ARGS__}})
 static const shp SCALAR = {0, {0}};
+
+/* "[2, 3]" in one of a few rotating buffers (for case names). */
+static const char *shp_str(shp s)
+{
+    static char bufs[4][96];
+    static int k;
+    char *b = bufs[k++ % 4];
+    size_t n = (size_t)snprintf(b, sizeof bufs[0], "[");
+    for (int i = 0; i < s.n; i++)
+        n += (size_t)snprintf(b + n, sizeof bufs[0] - n, "%s%lld",
+                              i ? ", " : "", (long long)s.d[i]);
+    snprintf(b + n, sizeof bufs[0] - n, "]");
+    return b;
+}
 
 static int64_t numel(shp s)
 {
@@ -541,7 +556,8 @@ static void gen_arith(gen *G)
     const char *op = G->op->name;
     fill denom = strcmp(op, "div") == 0 ? AWAY0 : NORMAL;
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
-        cJSON *c = gen_case(G, "shapes %zu", i);
+        cJSON *c = gen_case(G, "%s and %s", shp_str(pairs[i].a),
+                            shp_str(pairs[i].b));
         leaf(G, c, "a", pairs[i].a, NORMAL, true);
         leaf(G, c, "b", pairs[i].b, denom, true);
         node(c, "y", op, "{\"input\": \"a\", \"other\": \"b\"}", NULL);
@@ -575,9 +591,12 @@ static void gen_matmul(gen *G)
         {SHP(2, 3), SHP(2, 3, 1)},    {SHP(2, 0), SHP(0, 3)},
     };
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
-        cJSON *c = gen_case(G, "shapes %zu", i);
+        bool b_const = i % 3 == 2;
+        cJSON *c = gen_case(G, "%s and %s%s", shp_str(pairs[i].a),
+                            shp_str(pairs[i].b),
+                            b_const ? ", constant other" : "");
         leaf(G, c, "a", pairs[i].a, NORMAL, true);
-        leaf(G, c, "b", pairs[i].b, NORMAL, i % 3 != 2); /* some constant */
+        leaf(G, c, "b", pairs[i].b, NORMAL, !b_const);
         node(c, "y", "matmul", "{\"input\": \"a\", \"other\": \"b\"}", NULL);
         gen_run(G, c);
     }
@@ -593,7 +612,7 @@ static void gen_linear(gen *G)
     const char *bias[] = {"", ", \"bias\": null", ", \"bias\": \"b\""};
     for (size_t i = 0; i < sizeof xs / sizeof xs[0]; i++)
         for (int k = 0; k < 3; k++) {
-            cJSON *c = gen_case(G, "input %zu-d, bias %s", (size_t)xs[i].n,
+            cJSON *c = gen_case(G, "input %s, bias %s", shp_str(xs[i]),
                                 k == 0 ? "left out" : k == 1 ? "null"
                                                              : "given");
             leaf(G, c, "x", xs[i], NORMAL, true);
@@ -609,7 +628,7 @@ static void gen_linear(gen *G)
 
 static void reduce_case(gen *G, shp s, const char *dim, bool keepdim)
 {
-    cJSON *c = gen_case(G, "shape %d-d, dim %s, keepdim %d", s.n, dim,
+    cJSON *c = gen_case(G, "shape %s, dim %s, keepdim %d", shp_str(s), dim,
                         keepdim);
     leaf(G, c, "x", s, NORMAL, true);
     node(c, "y", G->op->name, "{\"input\": \"x\"}",
@@ -656,7 +675,7 @@ static void gen_reshape(gen *G)
         {SHP(0, 3), "[3, 0]"},
     };
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
-        cJSON *c = gen_case(G, "%d-d to %s", v[i].in.n, v[i].shape);
+        cJSON *c = gen_case(G, "%s to %s", shp_str(v[i].in), v[i].shape);
         leaf(G, c, "x", v[i].in, NORMAL, true);
         node(c, "y", "reshape", "{\"input\": \"x\"}",
              F("{\"shape\": %s}", v[i].shape));
@@ -672,7 +691,8 @@ static void gen_narrow(gen *G)
         {SHP(2, 3, 4), -3, 1, 1},
     };
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
-        cJSON *c = gen_case(G, "%d-d, dim %d, start %d, length %d", v[i].in.n,
+        cJSON *c = gen_case(G, "%s, dim %d, start %d, length %d",
+                            shp_str(v[i].in),
                             v[i].dim, v[i].start, v[i].length);
         leaf(G, c, "x", v[i].in, NORMAL, true);
         node(c, "y", "narrow", "{\"input\": \"x\"}",
@@ -694,7 +714,8 @@ static void gen_cat(gen *G)
         {SHP(2, 0), SHP(2, 3), 1, false},
     };
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
-        cJSON *c = gen_case(G, "%d-d, dim %d%s", v[i].a.n, v[i].dim,
+        cJSON *c = gen_case(G, "%s and %s, dim %d%s", shp_str(v[i].a),
+                            shp_str(v[i].b), v[i].dim,
                             v[i].a_const ? ", constant first part" : "");
         leaf(G, c, "a", v[i].a, NORMAL, !v[i].a_const);
         leaf(G, c, "b", v[i].b, NORMAL, true);
@@ -745,7 +766,7 @@ static void gen_unary(gen *G)
                                     : NORMAL;
     const shp shapes[] = {SCALAR, SHP(5), SHP(2, 3), SHP(0)};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        cJSON *c = gen_case(G, "shape %zu", i);
+        cJSON *c = gen_case(G, "shape %s", shp_str(shapes[i]));
         leaf(G, c, "x", shapes[i], f, true);
         node(c, "y", op, "{\"input\": \"x\"}", NULL);
         gen_run(G, c);
@@ -757,7 +778,7 @@ static void gen_softmax(gen *G)
     const shp shapes[] = {SHP(5), SHP(2, 3), SHP(2, 3, 4), SHP(1, 1)};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         for (int d = -shapes[i].n; d < shapes[i].n; d++) {
-            cJSON *c = gen_case(G, "%d-d, dim %d", shapes[i].n, d);
+            cJSON *c = gen_case(G, "shape %s, dim %d", shp_str(shapes[i]), d);
             leaf(G, c, "x", shapes[i], NORMAL, true);
             node(c, "y", G->op->name, "{\"input\": \"x\"}",
                  F("{\"dim\": %d}", d));
@@ -773,10 +794,8 @@ static void gen_cross_entropy(gen *G)
     for (size_t i = 0; i < sizeof logits / sizeof logits[0]; i++)
         for (int r = 0; r < 3; r++) {
             const char *red = r == 0 ? NULL : r == 1 ? "mean" : "sum";
-            cJSON *c = gen_case(G, "logits [%lld, %lld], reduction %s",
-                                (long long)logits[i].d[0],
-                                (long long)logits[i].d[1],
-                                red ? red : "left out");
+            cJSON *c = gen_case(G, "logits %s, reduction %s",
+                                shp_str(logits[i]), red ? red : "left out");
             leaf(G, c, "x", logits[i], NORMAL, true);
             random_ints(G, c, "t", SHP(logits[i].d[0]), 0, logits[i].d[1]);
             node(c, "y", "cross_entropy", "{\"input\": \"x\", \"target\": "
@@ -791,8 +810,8 @@ static void gen_mse_loss(gen *G)
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         for (int r = 0; r < 3; r++) {
             const char *red = r == 0 ? NULL : r == 1 ? "mean" : "sum";
-            cJSON *c = gen_case(G, "%d-d, reduction %s, target %s",
-                                shapes[i].n, red ? red : "left out",
+            cJSON *c = gen_case(G, "shape %s, reduction %s, target %s",
+                                shp_str(shapes[i]), red ? red : "left out",
                                 r == 2 ? "constant" : "with grad");
             leaf(G, c, "x", shapes[i], NORMAL, true);
             leaf(G, c, "t", shapes[i], NORMAL, r != 2);
@@ -814,9 +833,9 @@ static void gen_embedding(gen *G)
         for (int p = 0; p < 3; p++)
             for (int k = 0; k < 4; k++) {
                 bool freq = k & 1, sparse = k & 2;
-                cJSON *c = gen_case(G, "input %d-d, padding_idx %s, "
+                cJSON *c = gen_case(G, "input %s, padding_idx %s, "
                                     "scale_grad_by_freq %d, sparse %d",
-                                    inputs[i].n, pads[p], freq, sparse);
+                                    shp_str(inputs[i]), pads[p], freq, sparse);
                 leaf(G, c, "W", SHP(EMB_V, 3), NORMAL, true);
                 /* Repeats (for the frequencies) and the padding row. */
                 int64_t idx[6];

@@ -1,6 +1,7 @@
 """ref_optim -- PyTorch reference numbers for lib/optim.c's tests.
 
-    /usr/bin/python3 tools/ref_optim.py      # writes tests/ref_optim.h
+    /usr/bin/python3 tools/ref_optim.py      # writes tests/ref_optim.h and
+                                             # tests/cases/optim_*.json
 
 Runs torch.optim (PyTorch 1.13, CPU, single-tensor code paths) over a few
 steps of known gradients and writes the parameters after every step, the
@@ -29,12 +30,24 @@ tests/test_optim.c reads (so the tests need no PyTorch):
 
 Row-wise Adagrad has no PyTorch counterpart: its tests use hand-worked
 numbers.
+
+It also writes a few case files with an "optimizer" block
+(case-format.md, "Optimizer steps") for the case evaluator: several steps,
+two groups, a leaf that gets no gradient (skipped), feeds that change the
+rows looked up (lazy sparse_adam), a row-sparse gradient with options
+PyTorch refuses on it (dense numbers), and invalid optimizer blocks. "feeds"
+sits inside the "optimizer" block, next to "steps".
 """
 import math
 import os
 
+import sys
+
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from yoke_cases import write_case  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                    "ref_optim.h")
@@ -541,6 +554,171 @@ typedef struct ref_case {
 """
 
 
+# ------------------------------------------------------------ case files
+
+def torch_opt(name, params, opts):
+    """A torch optimizer from a case's params (betas as a list)."""
+    o = dict(opts)
+    if "betas" in o:
+        o["beta1"], o["beta2"] = o.pop("betas")
+    return make_opt(name, params, o)
+
+
+def case_linear_two_groups():
+    """y = linear(X, W, b), U used only by an unseeded node: W in sgd
+    (nesterov, weight decay), b and U in adamw -- U gets no gradient and is
+    skipped (no weight decay)."""
+    X, W0, b0, U0 = rnd(4, 3), rnd(2, 3), rnd(2), rnd(2)
+    seed = rnd(4, 2)
+    W, b, U = (torch.nn.Parameter(t.clone()) for t in (W0, b0, U0))
+    g_sgd = {"lr": 0.1, "momentum": 0.9, "nesterov": True,
+             "weight_decay": 0.01}
+    g_adamw = {"lr": 0.05, "betas": [0.8, 0.99], "weight_decay": 0.1}
+    o1 = torch.optim.SGD([W], **g_sgd)
+    o2 = torch.optim.AdamW([b, U], lr=0.05, betas=(0.8, 0.99),
+                           weight_decay=0.1)
+    grads = None
+    for k in range(3):
+        o1.zero_grad()
+        o2.zero_grad()
+        y = F.linear(X, W, b)
+        _ = U * 2  # the unseeded node "V"
+        (y * seed).sum().backward()
+        if k == 0:
+            grads = {"W": W.grad.clone(), "b": b.grad.clone(),
+                     "U": torch.zeros(2)}
+            value = y.detach().clone()
+        o1.step()
+        o2.step()
+    assert U.grad is None and torch.equal(U.detach(), U0)
+    write_case(
+        "optim_linear_two_groups", "3 steps: W with sgd (momentum 0.9, "
+        "nesterov, weight_decay 0.01), b and U with adamw; U feeds only an "
+        "unseeded node, so it gets no gradient and adamw skips it (no weight "
+        "decay): it keeps its value",
+        {"X": (X, False), "W": (W0, True), "b": (b0, True), "U": (U0, True)},
+        [{"name": "Y", "op": "linear",
+          "inputs": {"input": "X", "weight": "W", "bias": "b"}},
+         {"name": "V", "op": "mul", "inputs": {"input": "U", "other": "U"}}],
+        {"Y": seed}, values={"Y": value}, grads=grads,
+        optimizer={"steps": 3, "groups": [
+            {"name": "sgd", "leaves": ["W"], "params": g_sgd},
+            {"name": "adamw", "leaves": ["b", "U"], "params": g_adamw}]},
+        params={"W": W, "b": b, "U": U})
+
+
+# indices per step for the embedding cases: row 7 is never looked up, row 6
+# only in step 1, padding (row 0) in the bags of step 2
+EMB_FEEDS = [
+    {"idx": [[1, 2], [2, 6]], "bidx": [3, 3, 1, 4], "offs": [0, 2]},
+    {"idx": [[1, 1], [5, 2]], "bidx": [0, 0, 4, 5], "offs": [0, 2]},
+    {"idx": [[3, 2], [2, 2]], "bidx": [1, 5, 5, 4], "offs": [0, 3]},
+]
+
+
+def run_tied(opt_name, opts, sparse_torch, W0, sE, sB):
+    W = torch.nn.Parameter(W0.clone())
+    opt = torch_opt(opt_name, [W], opts)
+    first = None
+    for f in EMB_FEEDS:
+        opt.zero_grad()
+        idx = torch.tensor(f["idx"], dtype=I64)
+        E = F.embedding(idx, W, sparse=sparse_torch)
+        B = F.embedding_bag(torch.tensor(f["bidx"], dtype=I64), W,
+                            torch.tensor(f["offs"], dtype=I64), mode="sum",
+                            padding_idx=0, sparse=sparse_torch)
+        ((E * sE).sum() + (B * sB).sum()).backward()
+        if first is None:
+            first = W.grad.to_dense().clone()
+        opt.step()
+    return W.detach(), first
+
+
+def case_tied(name, opt_name, opts, sparse, about):
+    W0, sE, sB = rnd(8, 3), rnd(2, 2, 3), rnd(2, 3)
+    # torch refuses some options on sparse gradients; the numbers are the
+    # dense ones (case-format.md), so torch runs dense where it must
+    torch_sparse = sparse and lazy_in_torch(opt_name, opts)
+    W, g = run_tied(opt_name, opts, torch_sparse, W0, sE, sB)
+    if torch_sparse and opt_name != "sparse_adam":
+        # torch's sparse path agrees with its dense one
+        Wd, _ = run_tied(opt_name, opts, False, W0, sE, sB)
+        assert torch.allclose(W, Wd, rtol=1e-12, atol=1e-14)
+    f0 = EMB_FEEDS[0]
+    feeds = [{"idx": tensor_i64(f["idx"]), "bidx": tensor_i64(f["bidx"]),
+              "offs": tensor_i64(f["offs"])} for f in EMB_FEEDS]
+    write_case(
+        name, about,
+        {"W": (W0, True), "idx": (torch.tensor(f0["idx"], dtype=I64), False),
+         "bidx": (torch.tensor(f0["bidx"], dtype=I64), False),
+         "offs": (torch.tensor(f0["offs"], dtype=I64), False)},
+        [{"name": "E", "op": "embedding",
+          "inputs": {"input": "idx", "weight": "W"},
+          "attrs": {"sparse": sparse}},
+         {"name": "B", "op": "embedding_bag",
+          "inputs": {"input": "bidx", "weight": "W", "offsets": "offs"},
+          "attrs": {"mode": "sum", "padding_idx": 0, "sparse": sparse}}],
+        {"E": sE, "B": sB}, grads={"W": g},
+        optimizer={"steps": 3, "feeds": feeds, "groups": [
+            {"name": opt_name, "leaves": ["W"], "params": opts}]},
+        params={"W": W})
+
+
+def tensor_i64(v):
+    from yoke_cases import tensor
+    return tensor(torch.tensor(v, dtype=I64))
+
+
+def case_errors():
+    X, W0 = rnd(2, 3), rnd(4, 3)
+    idx = torch.tensor([1, 3], dtype=I64)
+    for name, opt, about in (
+            ("optim_err_nesterov_without_momentum",
+             {"name": "sgd", "leaves": ["W"],
+              "params": {"lr": 0.1, "nesterov": True}},
+             "nesterov needs momentum > 0"),
+            ("optim_err_negative_lr",
+             {"name": "adam", "leaves": ["W"], "params": {"lr": -0.01}},
+             "a negative lr"),
+            ("optim_err_unknown_param",
+             {"name": "adam", "leaves": ["W"], "params": {"momentum": 0.9}},
+             "adam has no momentum"),
+            ("optim_err_unknown_optimizer",
+             {"name": "lbfgs", "leaves": ["W"]}, "no such optimizer"),
+            ("optim_err_sparse_adam_dense_gradient",
+             {"name": "sparse_adam", "leaves": ["W"]},
+             "sparse_adam on a leaf whose gradient is dense (embedding "
+             "without sparse)")):
+        write_case(name, about,
+                   {"W": (W0, True), "idx": (idx, False)},
+                   [{"name": "E", "op": "embedding",
+                     "inputs": {"input": "idx", "weight": "W"}}],
+                   {"E": X}, error="invalid_argument",
+                   optimizer={"steps": 1, "groups": [opt]})
+
+
+def write_cases():
+    case_linear_two_groups()
+    case_tied("optim_tied_sparse_adam_feeds", "sparse_adam", {"lr": 0.1},
+              True, "W read by a sparse embedding and a sparse sum bag "
+              "(padding_idx 0); 3 steps of sparse_adam with feeds: rows "
+              "differ per step (row 7 never looked up, row 6 in step 1 "
+              "only), step 2's first bag is all padding; lazy: rows not "
+              "looked up keep value and moments")
+    case_tied("optim_tied_adam_sparse_dense_numbers", "adam",
+              {"lr": 0.1, "amsgrad": True, "weight_decay": 0.05}, True,
+              "the same graph with adam (amsgrad, weight decay) on the "
+              "row-sparse gradient: the dense numbers (every row moves)")
+    case_tied("optim_tied_adagrad_wd_sparse", "adagrad",
+              {"lr": 0.1, "weight_decay": 0.1, "lr_decay": 0.01}, True,
+              "adagrad with weight_decay on a row-sparse gradient: PyTorch "
+              "refuses it, yoke gives the dense numbers (from PyTorch dense)")
+    case_tied("optim_tied_sgd_dense", "sgd",
+              {"lr": 0.1, "momentum": 0.5, "dampening": 0.2}, False,
+              "the same graph, dense, with sgd (momentum, dampening)")
+    case_errors()
+
+
 def main():
     torch.set_default_dtype(F64)
     cases = all_cases()
@@ -552,6 +730,7 @@ def main():
     text += "\n" + clipping() + "\n#endif\n"
     with open(OUT, "w") as f:
         f.write(text)
+    write_cases()
     print("wrote %s (%d optimizer cases)" % (os.path.relpath(OUT), len(cases)))
 
 

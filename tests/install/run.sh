@@ -27,7 +27,8 @@ version=$3
 sanitize=${4:-none}
 here=$src/tests/install
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/yoke-install.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT INT TERM
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 1' INT TERM
 
 fail() { echo "install: FAIL: $*" >&2; exit 1; }
 step() { echo "== $*"; }
