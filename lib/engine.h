@@ -109,6 +109,9 @@ struct yk_param {
  * dense); add_rows scatters into a dense store or appends rows. */
 yk_status yk__param_add_dense(yk_param *p, const void *g);
 yk_status yk__param_add_rows(yk_param *p, const yk__rowchunk *chunks);
+/* dst[i] += src[i] for n elements of a float dtype: the one loop through
+ * which the library adds gradients. */
+void yk__add_into(yk_dtype dt, void *dst, const void *src, int64_t n);
 /* Elements per row of a parameter (product of dims after the first). */
 int64_t yk__rowlen(const yk_tensor *t);
 

@@ -389,21 +389,11 @@ void *yk__grad_rows(yk_graph *g, yk_node *n, int i, int64_t count,
 void yk__scatter_rows(yk_dtype dt, void *dense, int64_t rowlen,
                       const yk__rowchunk *chunks)
 {
-    for (const yk__rowchunk *c = chunks; c; c = c->next) {
-        for (int64_t k = 0; k < c->n; k++) {
-            if (dt == YK_F32) {
-                float *d = (float *)dense + c->rows[k] * rowlen;
-                const float *s = (const float *)c->values + k * rowlen;
-                for (int64_t j = 0; j < rowlen; j++)
-                    d[j] += s[j];
-            } else {
-                double *d = (double *)dense + c->rows[k] * rowlen;
-                const double *s = (const double *)c->values + k * rowlen;
-                for (int64_t j = 0; j < rowlen; j++)
-                    d[j] += s[j];
-            }
-        }
-    }
+    size_t rb = (size_t)rowlen * yk_dtype_size(dt);
+    for (const yk__rowchunk *c = chunks; c; c = c->next)
+        for (int64_t k = 0; k < c->n; k++)
+            yk__add_into(dt, (char *)dense + (size_t)c->rows[k] * rb,
+                         (const char *)c->values + (size_t)k * rb, rowlen);
 }
 
 /* Merges a node's row chunks into its dense gradient (made if needed). */
@@ -505,13 +495,7 @@ static yk_status seed_node(yk_graph *g, yk_node *x, const yk_tensor *seed,
     void *d = grad_dense_of(g, x);
     if (!d)
         return g->status;
-    int64_t n = x->value.numel;
-    if (seed->dtype == YK_F32)
-        for (int64_t i = 0; i < n; i++)
-            ((float *)d)[i] += ((const float *)seed->data)[i];
-    else
-        for (int64_t i = 0; i < n; i++)
-            ((double *)d)[i] += ((const double *)seed->data)[i];
+    yk__add_into(seed->dtype, d, seed->data, x->value.numel);
     return YK_OK;
 }
 

@@ -118,16 +118,6 @@ static double sum_squares(yk_dtype dt, const void *v, int64_t n)
     return s;
 }
 
-static void add_into(yk_dtype dt, void *dst, const void *src, int64_t n)
-{
-    if (dt == YK_F32)
-        for (int64_t k = 0; k < n; k++)
-            ((float *)dst)[k] += ((const float *)src)[k];
-    else
-        for (int64_t k = 0; k < n; k++)
-            ((double *)dst)[k] += ((const double *)src)[k];
-}
-
 /* The norm of the gradient that reached leaf in one backward: its dense
  * part plus its row chunks. Rows may repeat, so they are scattered into a
  * temporary parameter-sized buffer for an exact norm. False on OOM. */
@@ -163,7 +153,7 @@ static void merge_back(yk_node *leaf, const yk__grad *before)
 {
     yk__grad *now = &leaf->grad;
     if (before->dense && now->dense)
-        add_into(leaf->value.dtype, before->dense, now->dense,
+        yk__add_into(leaf->value.dtype, before->dense, now->dense,
                  leaf->value.numel);
     if (before->dense)
         now->dense = before->dense;

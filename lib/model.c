@@ -165,7 +165,7 @@ int64_t yk__rowlen(const yk_tensor *t)
 
 /* ------------------------------------------------------- accumulation */
 
-static void add_into(yk_dtype dt, void *dst, const void *src, int64_t n)
+void yk__add_into(yk_dtype dt, void *dst, const void *src, int64_t n)
 {
     if (dt == YK_F32) {
         float *d = dst;
@@ -205,7 +205,7 @@ yk_status yk__param_add_dense(yk_param *p, const void *g)
 {
     yk_status s = make_dense(p);
     if (s == YK_OK && g)
-        add_into(p->value.dtype, p->grad->data, g, p->value.numel);
+        yk__add_into(p->value.dtype, p->grad->data, g, p->value.numel);
     return s;
 }
 
@@ -315,7 +315,7 @@ static yk_status coalesce(yk_param *p)
         int64_t i = order[k];
         const char *src = (const char *)p->row_values + (size_t)i * rb;
         if (m > 0 && rows[m - 1] == p->rows[i]) {
-            add_into(p->value.dtype, vals + (size_t)(m - 1) * rb, src, rowlen);
+            yk__add_into(p->value.dtype, vals + (size_t)(m - 1) * rb, src, rowlen);
         } else {
             rows[m] = p->rows[i];
             memcpy(vals + (size_t)m * rb, src, rb);

@@ -119,16 +119,6 @@ yk_node *yk_cat(yk_graph *g, int n, yk_node *const *xs, int dim)
     return y;
 }
 
-static void add_block(yk_dtype dt, void *dst, const void *src, int64_t n)
-{
-    if (dt == YK_F32)
-        for (int64_t k = 0; k < n; k++)
-            ((float *)dst)[k] += ((const float *)src)[k];
-    else
-        for (int64_t k = 0; k < n; k++)
-            ((double *)dst)[k] += ((const double *)src)[k];
-}
-
 /* Dense backward: input i gets its slice of the output gradient. */
 static yk_status backward_cat(yk_graph *g, yk_node *y, const void *gy)
 {
@@ -146,7 +136,7 @@ static yk_status backward_cat(yk_graph *g, yk_node *y, const void *gy)
             if (!dx)
                 return g->status;
             for (int64_t o = 0; o < outer; o++)
-                add_block(out->dtype, dx + (size_t)(o * blk) * es,
+                yk__add_into(out->dtype, dx + (size_t)(o * blk) * es,
                           (const char *)gy + (size_t)(o * out_row + off) * es,
                           blk);
         }

@@ -28,22 +28,6 @@ static const char *format_dims(char *buf, size_t size, int n,
     return buf;
 }
 
-/* dst[i] += src[i] for n elements of a float dtype. */
-static void add_into(yk_dtype dt, void *dst, const void *src, int64_t n)
-{
-    if (dt == YK_F32) {
-        float *d = dst;
-        const float *s = src;
-        for (int64_t i = 0; i < n; i++)
-            d[i] += s[i];
-    } else {
-        double *d = dst;
-        const double *s = src;
-        for (int64_t i = 0; i < n; i++)
-            d[i] += s[i];
-    }
-}
-
 /* --------------------------------------------------------------- reshape */
 
 /*
@@ -135,7 +119,7 @@ static yk_status backward_reshape(yk_graph *g, yk_node *y, const void *gy)
     void *dx = yk__grad_dense(g, y, 0);
     if (!dx)
         return g->status;
-    add_into(y->value.dtype, dx, gy, y->value.numel);
+    yk__add_into(y->value.dtype, dx, gy, y->value.numel);
     return YK_OK;
 }
 
@@ -251,7 +235,7 @@ static yk_status backward_narrow(yk_graph *g, yk_node *y, const void *gy)
         return g->status;
     size_t es = yk_dtype_size(y->value.dtype);
     for (int64_t o = 0; o < s->outer; o++)
-        add_into(y->value.dtype, dx + (size_t)(o * s->in_blk + s->off) * es,
+        yk__add_into(y->value.dtype, dx + (size_t)(o * s->in_blk + s->off) * es,
                  (const char *)gy + (size_t)(o * s->out_blk) * es, s->out_blk);
     return YK_OK;
 }
