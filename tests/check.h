@@ -10,6 +10,7 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "yoke.h"
@@ -122,6 +123,37 @@ static inline void expect_gradcheck(yk_model *m, yk_build_fn build, void *ud)
               "numeric %.10g", r.what, r.param, (long long)r.index, r.analytic,
               r.numeric);
     cr_assert(r.checked > 0, "gradcheck compared no element");
+}
+
+/* An allocator hook for yk_ctx_new_with_alloc that counts allocations,
+ * fails the one numbered fail_at (1-based; 0: never) and tracks the bytes
+ * live, so a test can check that every failure leaks nothing and that
+ * every free names the size that was allocated. */
+typedef struct counting_alloc {
+    long calls;     /* allocations so far                   */
+    long fail_at;   /* fail the allocation with this number */
+    long long live; /* bytes allocated and not freed         */
+    bool failed;
+} counting_alloc;
+
+static inline void *counting_hook(void *ud, void *ptr, size_t old_size,
+                                  size_t new_size)
+{
+    counting_alloc *a = ud;
+    if (new_size == 0) {
+        if (ptr)
+            a->live -= (long long)old_size;
+        free(ptr);
+        return NULL;
+    }
+    if (++a->calls == a->fail_at) {
+        a->failed = true;
+        return NULL;
+    }
+    void *q = realloc(ptr, new_size);
+    if (q)
+        a->live += (long long)new_size - (ptr ? (long long)old_size : 0);
+    return q;
 }
 
 #endif

@@ -7,31 +7,7 @@
 
 #include <stdlib.h>
 
-typedef struct counting_alloc {
-    long calls;     /* allocations so far                 */
-    long fail_at;   /* fail the allocation with this number */
-    long long live; /* bytes allocated and not freed       */
-    bool failed;
-} counting_alloc;
 
-static void *hook(void *ud, void *ptr, size_t old_size, size_t new_size)
-{
-    counting_alloc *a = ud;
-    if (new_size == 0) {
-        if (ptr)
-            a->live -= (long long)old_size;
-        free(ptr);
-        return NULL;
-    }
-    if (++a->calls == a->fail_at) {
-        a->failed = true;
-        return NULL;
-    }
-    void *q = realloc(ptr, new_size);
-    if (q)
-        a->live += (long long)new_size - (ptr ? (long long)old_size : 0);
-    return q;
-}
 
 /* One step: W read by three ops (one through a lazy column cat), seeded
  * backward twice over two graphs, gradient queries, zero_grad. Returns the
@@ -80,7 +56,7 @@ Test(alloc_fail, every_allocation_of_a_training_step)
     long n;
     for (n = 1; n < 10000; n++) {
         counting_alloc a = {.fail_at = n};
-        yk_ctx *ctx = yk_ctx_new_with_alloc(hook, &a);
+        yk_ctx *ctx = yk_ctx_new_with_alloc(counting_hook, &a);
         if (!ctx) {
             cr_assert_eq(a.live, 0);
             continue;

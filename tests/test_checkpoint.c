@@ -1115,31 +1115,7 @@ Test(checkpoint, param_from_safetensors_with_freeze)
  * Allocation failure                                                   *
  * ================================================================== */
 
-typedef struct counting_alloc {
-    long calls, fail_at;
-    long long live;
-    bool failed;
-} counting_alloc;
 
-static void *counting_hook(void *ud, void *ptr, size_t old_size,
-                           size_t new_size)
-{
-    counting_alloc *a = ud;
-    if (new_size == 0) {
-        if (ptr)
-            a->live -= (long long)old_size;
-        free(ptr);
-        return NULL;
-    }
-    if (++a->calls == a->fail_at) {
-        a->failed = true;
-        return NULL;
-    }
-    void *q = realloc(ptr, new_size);
-    if (q)
-        a->live += (long long)new_size - (ptr ? (long long)old_size : 0);
-    return q;
-}
 
 Test(checkpoint, allocation_failure_at_every_allocation)
 {

@@ -1056,28 +1056,6 @@ Test(embedding_bag, registry_entry_matches_the_case_format)
 
 /* ------------------------------------------------- allocation failure */
 
-typedef struct counting_alloc {
-    long calls, fail_at; /* fail the allocation with this number */
-    long long live;      /* bytes allocated and not freed         */
-} counting_alloc;
-
-static void *counting_hook(void *ud, void *ptr, size_t old_size,
-                           size_t new_size)
-{
-    counting_alloc *a = ud;
-    if (new_size == 0) {
-        if (ptr)
-            a->live -= (long long)old_size;
-        free(ptr);
-        return NULL;
-    }
-    if (++a->calls == a->fail_at)
-        return NULL;
-    void *q = realloc(ptr, new_size);
-    if (q)
-        a->live += (long long)new_size - (ptr ? (long long)old_size : 0);
-    return q;
-}
 
 /* A tied step: renorm, an embedding of W, a sparse bag of cat([W, S], 1)
  * with per_sample_weights and scale_grad_by_freq, a max bag of W; backward;
@@ -1147,7 +1125,7 @@ Test(embedding_bag, fails_cleanly_at_every_allocation)
 {
     long total = 0;
     for (long k = 1;; k++) {
-        counting_alloc a = {0, k, 0};
+        counting_alloc a = {.fail_at = k};
         yk_ctx *c = yk_ctx_new_with_alloc(counting_hook, &a);
         if (!c) {
             cr_assert_eq(a.live, 0);

@@ -316,7 +316,7 @@ typedef struct counting {
     bool fail_all;
 } counting;
 
-static void *counting_alloc(void *ud, void *ptr, size_t old_size,
+static void *size_failing_alloc(void *ud, void *ptr, size_t old_size,
                             size_t new_size)
 {
     counting *c = ud;
@@ -336,7 +336,7 @@ static void *counting_alloc(void *ud, void *ptr, size_t old_size,
 Test(inspect, json_string_goes_through_the_context_allocator)
 {
     counting c = {0};
-    yk_ctx *cx = yk_ctx_new_with_alloc(counting_alloc, &c);
+    yk_ctx *cx = yk_ctx_new_with_alloc(size_failing_alloc, &c);
     yk_graph *g = yk_graph_begin(cx);
     yk_tensor *t = yk_tensor_ones(cx, YK_F32, 1, (int64_t[]){2});
     cr_assert(yk_const(g, t) != NULL);
@@ -789,7 +789,7 @@ Test(inspect, tie_report_out_of_memory_names_the_parameter)
      * (3 x 2 f64 = 48 bytes); nothing else in backward asks for exactly
      * that, so failing that size fails only the report's buffer. */
     counting c = {0};
-    yk_ctx *cx = yk_ctx_new_with_alloc(counting_alloc, &c);
+    yk_ctx *cx = yk_ctx_new_with_alloc(size_failing_alloc, &c);
     yk_model *m = yk_model_new(cx);
     yk_param *W = yk_model_add(m, "table", YK_F64, 2, (int64_t[]){3, 2});
     yk_tensor *idx = yk_tensor_from(cx, YK_I64, 1, (int64_t[]){2},

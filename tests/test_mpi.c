@@ -518,13 +518,19 @@ static void seed_backward(seed_model *s, const seed_batch *b, bool e_sparse,
     yk_tensor_free(scale);
 }
 
+/* Seconds spent in the exchanges (fetch, sharded backward, sync), for the
+ * bench. */
+static double exchange_seconds;
+
 /* The same over the sharded table. */
 static void seed_backward_sharded(seed_model *s, const seed_batch *b,
                                   bool e_sparse, bool bag_sparse, loss_kind lk,
                                   int64_t B)
 {
     const yk_tensor *ins[2] = {b->seq, b->bags};
+    double t0 = MPI_Wtime();
     OK(yk_sharded_fetch(s->t, 2, ins));
+    exchange_seconds += MPI_Wtime() - t0;
     yk_graph *g = yk_graph_begin(ctx);
     yk_node *e = yk_sharded_embedding(g, s->t, b->seq, YK_NO_PADDING, false,
                                       e_sparse);
@@ -536,8 +542,10 @@ static void seed_backward_sharded(seed_model *s, const seed_batch *b,
     OK(yk_backward(g, seed_loss(g, e, x, b, lk, B, &scale)));
     yk_graph_end(g);
     yk_tensor_free(scale);
+    t0 = MPI_Wtime();
     OK(yk_sharded_backward(s->t, lk == LOSS_MEAN ? YK_MPI_AVERAGE
                                                  : YK_MPI_SUM));
+    exchange_seconds += MPI_Wtime() - t0;
 }
 
 typedef struct grad_mode {
@@ -1222,6 +1230,7 @@ static void bench_one(bench_kind kind, int64_t B, int steps, int64_t V)
             MPI_Barrier(MPI_COMM_WORLD);
             yk_mpi_reset_stats(comm);
             t0 = MPI_Wtime();
+            exchange_seconds = 0;
         }
         const seed_batch *b = &mine[(step + 3) % N_BATCHES];
         yk_model_zero_grad(s.m);
@@ -1229,7 +1238,9 @@ static void bench_one(bench_kind kind, int64_t B, int steps, int64_t V)
             seed_backward_sharded(&s, b, sparse, sparse, LOSS_SUM_GLOBAL, d.B);
         else
             seed_backward(&s, b, sparse, sparse, LOSS_SUM_GLOBAL, d.B);
+        double t1 = MPI_Wtime();
         OK(yk_mpi_sync_grads(comm, s.m, YK_MPI_SUM));
+        exchange_seconds += MPI_Wtime() - t1;
         OK(yk_optim_step(s.opt));
     }
     MPI_Barrier(MPI_COMM_WORLD);
@@ -1238,10 +1249,12 @@ static void bench_one(bench_kind kind, int64_t B, int steps, int64_t V)
     MPI_Allreduce(&sent, &total_sent, 1, MPI_UINT64_T, MPI_SUM,
                   MPI_COMM_WORLD);
     if (rank == 0)
-        printf("%-28s V %7lld ranks %d batch %5lld %9.1f examples/s %8.2f "
-               "ms/step %10.0f bytes sent/step/rank\n", names[kind],
-               (long long)V, nranks, (long long)B, (double)B * steps / dt,
-               1e3 * dt / steps, (double)total_sent / steps / nranks);
+        printf("%-28s V %7lld ranks %d batch %5lld %9.1f examples/s %7.2f "
+               "ms/step (exchange %6.2f) %9.0f bytes sent/step/rank\n",
+               names[kind], (long long)V, nranks, (long long)B,
+               (double)B * steps / dt, 1e3 * dt / steps,
+               1e3 * exchange_seconds / steps,
+               (double)total_sent / steps / nranks);
     for (int i = 0; i < N_BATCHES; i++)
         seed_batch_free(&mine[i]);
     seed_model_free(&s);
