@@ -317,7 +317,7 @@ typedef struct counting {
 } counting;
 
 static void *size_failing_alloc(void *ud, void *ptr, size_t old_size,
-                            size_t new_size)
+                                size_t new_size)
 {
     counting *c = ud;
     if (new_size == 0) {

@@ -159,6 +159,32 @@ class Net(nn.Module):
         return self.out(torch.cat(parts, 1))
 
 
+class Profile:
+    """--profile: wall and CPU seconds per phase of a step."""
+
+    PHASES = ("batch", "forward", "backward", "sparse_adam", "adam")
+
+    def __init__(self, on):
+        self.on = on
+        self.wall = dict.fromkeys(self.PHASES, 0.0)
+        self.cpu = dict.fromkeys(self.PHASES, 0.0)
+        self.mark = (time.time(), time.process_time())
+
+    def end(self, phase):
+        if self.on:
+            now = (time.time(), time.process_time())
+            self.wall[phase] += now[0] - self.mark[0]
+            self.cpu[phase] += now[1] - self.mark[1]
+            self.mark = now
+
+    def report(self, steps):
+        if self.on and steps:
+            print("profile, ms per step (wall / cpu): " + ", ".join(
+                "%s %.3f / %.3f" % (p, 1e3 * self.wall[p] / steps,
+                                    1e3 * self.cpu[p] / steps)
+                for p in self.PHASES))
+
+
 def evaluate(net, split, a):
     net.eval()
     loss, correct = 0.0, 0
@@ -209,6 +235,8 @@ def main():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--max-steps", type=int, default=0)
     p.add_argument("--csv")
+    p.add_argument("--profile", action="store_true",
+                   help="print the wall and CPU ms per step of each phase")
     a = p.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -247,6 +275,7 @@ def main():
         batches = plan_epoch(train, a.batch, rng)[:per_epoch]
         w0, c0 = time.time(), time.process_time()
         loss_sum, seen = 0.0, 0
+        prof = Profile(a.profile)
         for idx in batches:
             tokens, mask, bag, offsets, labels, L = make_batch(train, idx,
                                                                a.kernel)
@@ -257,14 +286,20 @@ def main():
                     g["lr"] = lr
             opt_sparse.zero_grad()
             opt_dense.zero_grad()
+            prof.end("batch")
             loss = F.cross_entropy(net(tokens, mask, bag, offsets, L), labels)
-            loss.backward()
-            opt_sparse.step()
-            opt_dense.step()
             loss_sum += loss.item()
+            prof.end("forward")
+            loss.backward()
+            prof.end("backward")
+            opt_sparse.step()
+            prof.end("sparse_adam")
+            opt_dense.step()
+            prof.end("adam")
             seen += len(idx)
             step += 1
         wall, cpu = time.time() - w0, time.process_time() - c0
+        prof.report(len(batches))
         e0 = time.time()
         test_loss, acc = evaluate(net, test, a)
         ev = time.time() - e0
