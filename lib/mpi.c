@@ -269,12 +269,9 @@ static yk_status agree(yk_mpi *c, const char *fn, yk_status local)
 static yk_status agree_same(yk_mpi *c, const char *fn, yk_status local,
                             uint64_t fp, const char *what)
 {
-    yk_status s = agree(c, fn, local);
-    if (s)
-        return s;
     uint64_t *all = scratch_get(c->ctx, &c->scr[SCR_AUX2],
                                 (size_t)c->size * sizeof *all);
-    s = agree(c, fn, all ? YK_OK : YK_ENOMEM);
+    yk_status s = agree(c, fn, local ? local : all ? YK_OK : YK_ENOMEM);
     if (s)
         return s;
     int rc = MPI_Allgather(&fp, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T,
@@ -611,6 +608,35 @@ static yk_status reduce_bucket(yk_mpi *c, const char *fn, void *buf,
     return allgatherv(c, fn, recv, mine[0], buf, segc, float_type(dt), es);
 }
 
+/* Elements of dtype dt in a bucket of the dense exchange (at least one
+ * per rank). */
+static int64_t bucket_elems(const yk_mpi *c, yk_dtype dt)
+{
+    int64_t bucket = (int64_t)(c->bucket_bytes / yk_dtype_size(dt));
+    if (bucket > INT_MAX / 2)
+        bucket = INT_MAX / 2;
+    return bucket < c->size ? c->size : bucket;
+}
+
+/* The dense exchange's two buffers: a bucket, and one segment of it from
+ * every rank (reserved before the ranks agree to go on). */
+static yk_status reserve_buckets(yk_mpi *c)
+{
+    size_t send = 0, recv = 0;
+    for (yk_dtype dt = YK_F32; dt <= YK_F64; dt++) {
+        size_t es = yk_dtype_size(dt);
+        int64_t bucket = bucket_elems(c, dt);
+        int64_t seg = (bucket + c->size - 1) / c->size;
+        send = send > (size_t)bucket * es ? send : (size_t)bucket * es;
+        recv = recv > (size_t)(seg * c->size) * es ? recv
+                                                   : (size_t)(seg * c->size) * es;
+    }
+    return scratch_get(c->ctx, &c->scr[SCR_SEND], send) &&
+                   scratch_get(c->ctx, &c->scr[SCR_RECV], recv)
+               ? YK_OK
+               : YK_ENOMEM;
+}
+
 static yk_status dense_exchange(yk_mpi *c, const char *fn, yk_model *m,
                                 const signed char *kinds, yk_dtype dt,
                                 yk_mpi_reduce how)
@@ -619,20 +645,10 @@ static yk_status dense_exchange(yk_mpi *c, const char *fn, yk_model *m,
     for (int i = 0; i < m->n; i++)
         if (kinds[i] == K_DENSE && m->params[i]->value.dtype == dt)
             total += m->params[i]->value.numel;
-    if (total == 0)
-        return YK_OK;
-    size_t es = yk_dtype_size(dt);
-    int64_t bucket = (int64_t)(c->bucket_bytes / es);
-    if (bucket > INT_MAX / 2)
-        bucket = INT_MAX / 2;
-    if (bucket < c->size)
-        bucket = c->size;
-    int64_t seg = (bucket + c->size - 1) / c->size;
-    char *buf = scratch_get(c->ctx, &c->scr[SCR_SEND], (size_t)bucket * es);
-    void *recv = buf ? scratch_get(c->ctx, &c->scr[SCR_RECV],
-                                   (size_t)seg * (size_t)c->size * es)
-                     : NULL;
-    yk_status s = agree(c, fn, recv ? YK_OK : YK_ENOMEM);
+    int64_t bucket = bucket_elems(c, dt);
+    char *buf = c->scr[SCR_SEND].p; /* reserve_buckets made them */
+    void *recv = c->scr[SCR_RECV].p;
+    yk_status s = YK_OK;
     for (int64_t start = 0; s == YK_OK && start < total; start += bucket) {
         int64_t len = total - start < bucket ? total - start : bucket;
         stream_copy(m, kinds, dt, start, len, buf, true);
@@ -770,59 +786,54 @@ static yk_status merge_param(yk_mpi *c, yk_param *p, rank_rows *in,
     return set_grad_rows(p, m, orows, ovals);
 }
 
-static yk_status rows_exchange(yk_mpi *c, const char *fn, yk_model *m,
-                               const signed char *kinds, yk_mpi_reduce how)
+static int count_rows_params(const yk_model *m, const signed char *kinds)
 {
-    int P = c->size, ns = 0;
+    int ns = 0;
     for (int i = 0; i < m->n; i++)
         ns += kinds[i] == K_ROWS;
-    if (ns == 0)
-        return YK_OK;
-    int64_t *mine = scratch_get(c->ctx, &c->scr[SCR_AUX2],
-                                (size_t)ns * 8 * (size_t)(P + 1));
-    rank_rows *in = mine ? scratch_get(c->ctx, &c->scr[SCR_AUX],
-                                       (size_t)P * sizeof *in)
-                         : NULL;
-    yk_status s = agree(c, fn, in ? YK_OK : YK_ENOMEM);
-    if (s)
-        return s;
-    int64_t *all_n = mine + ns;
-    for (int i = 0, k = 0; i < m->n; i++) {
-        if (kinds[i] != K_ROWS)
-            continue;
-        const int64_t *rows;
-        const void *vals;
-        local_rows(m->params[i], &mine[k++], &rows, &vals);
-    }
-    int *cnt = c->counts[RECV_COUNT];
-    for (int q = 0; q < P; q++)
-        cnt[q] = ns;
-    if ((s = allgatherv(c, fn, mine, ns, all_n, cnt, MPI_INT64_T, 8)))
-        return s;
-    /* Every rank computes every rank's message size from the counts. */
-    int *words = c->counts[SEND_COUNT];
-    int64_t total = 0;
-    for (int q = 0; q < P; q++) {
+    return ns;
+}
+
+/* The row counts of every rank and the per-rank cursors of the merge
+ * (reserved before the ranks agree to go on). */
+static yk_status reserve_rows_counts(yk_mpi *c, int ns)
+{
+    return scratch_get(c->ctx, &c->scr[SCR_AUX2],
+                       (size_t)ns * 8 * (size_t)(c->size + 1)) &&
+                   scratch_get(c->ctx, &c->scr[SCR_AUX],
+                               (size_t)c->size * sizeof(rank_rows))
+               ? YK_OK
+               : YK_ENOMEM;
+}
+
+/* Every rank's message size in words (words[q]) from the row counts of
+ * every rank (all_n[q * ns + k]); *total their sum. */
+static yk_status rows_message_sizes(yk_mpi *c, const char *fn,
+                                    const yk_model *m,
+                                    const signed char *kinds, int ns,
+                                    const int64_t *all_n, int *words,
+                                    int64_t *total)
+{
+    *total = 0;
+    for (int q = 0; q < c->size; q++) {
         int64_t w = 0;
         for (int i = 0, k = 0; i < m->n; i++)
             if (kinds[i] == K_ROWS)
                 w += rows_words(all_n[(size_t)q * ns + k++],
                                 row_bytes(m->params[i]));
-        if (!fits_int(w) || !fits_int(total + w))
+        if (!fits_int(w) || !fits_int(*total + w))
             return yk__error(c->ctx, YK_ENOTIMPL, "%s: the row-sparse "
                              "gradients (%lld words from rank %d) exceed one "
                              "message", fn, (long long)w, q);
         words[q] = (int)w;
-        total += w;
+        *total += w;
     }
-    uint64_t *send = scratch_get(c->ctx, &c->scr[SCR_SEND],
-                                 (size_t)words[c->rank] * 8);
-    uint64_t *recv = send ? scratch_get(c->ctx, &c->scr[SCR_RECV],
-                                        (size_t)total * 8)
-                          : NULL;
-    if ((s = agree(c, fn, recv ? YK_OK : YK_ENOMEM)))
-        return s;
-    uint64_t *w = send;
+    return YK_OK;
+}
+
+/* This rank's message: each row-sparse parameter's ids, then values. */
+static void pack_rows(yk_model *m, const signed char *kinds, uint64_t *w)
+{
     for (int i = 0; i < m->n; i++) {
         if (kinds[i] != K_ROWS)
             continue;
@@ -836,18 +847,22 @@ static yk_status rows_exchange(yk_mpi *c, const char *fn, yk_model *m,
         }
         w += rows_words(n, row_bytes(m->params[i]));
     }
-    if ((s = allgatherv(c, fn, send, words[c->rank], recv, words,
-                        MPI_UINT64_T, 8)))
-        return s;
-    /* Walk every rank's message parameter by parameter. */
-    for (int q = 0, off = 0; q < P; off += words[q], q++)
+}
+
+/* Walks every rank's message parameter by parameter, merging each. */
+static yk_status merge_all(yk_mpi *c, yk_model *m, const signed char *kinds,
+                           int ns, const int64_t *all_n, const int *words,
+                           const uint64_t *recv, yk_mpi_reduce how)
+{
+    rank_rows *in = c->scr[SCR_AUX].p; /* reserve_rows_counts made it */
+    for (int q = 0, off = 0; q < c->size; off += words[q], q++)
         in[q].next = recv + off;
     yk_status local = YK_OK;
     for (int i = 0, k = 0; i < m->n; i++) {
         if (kinds[i] != K_ROWS)
             continue;
         yk_param *p = m->params[i];
-        for (int q = 0; q < P; q++) {
+        for (int q = 0; q < c->size; q++) {
             in[q].n = all_n[(size_t)q * ns + k];
             in[q].pos = 0;
             in[q].rows = (const int64_t *)in[q].next;
@@ -856,9 +871,45 @@ static yk_status rows_exchange(yk_mpi *c, const char *fn, yk_model *m,
         }
         k++;
         yk_status e = merge_param(c, p, in, how);
-        local = local ? local : e;
+        local = local ? local : e; /* agreed by the caller */
     }
     return local;
+}
+
+static yk_status rows_exchange(yk_mpi *c, const char *fn, yk_model *m,
+                               const signed char *kinds, yk_mpi_reduce how)
+{
+    int ns = count_rows_params(m, kinds);
+    if (ns == 0)
+        return YK_OK;
+    int64_t *mine = c->scr[SCR_AUX2].p, *all_n = mine + ns;
+    for (int i = 0, k = 0; i < m->n; i++) {
+        const int64_t *rows;
+        const void *vals;
+        if (kinds[i] == K_ROWS)
+            local_rows(m->params[i], &mine[k++], &rows, &vals);
+    }
+    int *cnt = c->counts[RECV_COUNT], *words = c->counts[SEND_COUNT];
+    for (int q = 0; q < c->size; q++)
+        cnt[q] = ns;
+    int64_t total;
+    yk_status s = allgatherv(c, fn, mine, ns, all_n, cnt, MPI_INT64_T, 8);
+    if (!s) /* every rank computes the same sizes: they fail alike */
+        s = rows_message_sizes(c, fn, m, kinds, ns, all_n, words, &total);
+    if (s)
+        return s;
+    uint64_t *send = scratch_get(c->ctx, &c->scr[SCR_SEND],
+                                 (size_t)words[c->rank] * 8);
+    uint64_t *recv = send ? scratch_get(c->ctx, &c->scr[SCR_RECV],
+                                        (size_t)total * 8)
+                          : NULL;
+    if ((s = agree(c, fn, recv ? YK_OK : YK_ENOMEM)))
+        return s;
+    pack_rows(m, kinds, send);
+    if ((s = allgatherv(c, fn, send, words[c->rank], recv, words,
+                        MPI_UINT64_T, 8)))
+        return s;
+    return merge_all(c, m, kinds, ns, all_n, words, recv, how);
 }
 
 yk_status yk_mpi_sync_grads(yk_mpi *c, yk_model *m, yk_mpi_reduce how)
@@ -870,15 +921,16 @@ yk_status yk_mpi_sync_grads(yk_mpi *c, yk_model *m, yk_mpi_reduce how)
     if (!local && how != YK_MPI_AVERAGE && how != YK_MPI_SUM)
         local = yk__error(c->ctx, YK_EINVAL, "%s: how = %d is neither "
                           "YK_MPI_AVERAGE nor YK_MPI_SUM", fn, (int)how);
+    if (!local && c->size > 1 &&
+        !scratch_get(c->ctx, &c->scr[SCR_KINDS],
+                     (size_t)m->n * (size_t)(c->size + 2) + 1))
+        local = YK_ENOMEM;
     yk_status s = agree_same(c, fn, local, model_fingerprint(c, m),
                              "parameters (names, dtypes, shapes or order)");
     if (s || c->size == 1)
         return s; /* one rank: the sum is the gradient, the average too */
     int n = m->n, P = c->size;
-    signed char *all = scratch_get(c->ctx, &c->scr[SCR_KINDS],
-                                   (size_t)n * (size_t)(P + 2) + 1);
-    if ((s = agree(c, fn, all ? YK_OK : YK_ENOMEM)))
-        return s;
+    signed char *all = c->scr[SCR_KINDS].p; /* reserved above */
     signed char *mine = all + (size_t)n * P, *kinds = mine + n;
     for (int i = 0; i < n; i++)
         mine[i] = local_kind(c, m->params[i]);
@@ -890,7 +942,12 @@ yk_status yk_mpi_sync_grads(yk_mpi *c, yk_model *m, yk_mpi_reduce how)
     /* Every rank sees the same kinds, so they all fail alike here. */
     if ((s = decide_kinds(c, fn, m, all, kinds)))
         return s;
-    if ((s = agree(c, fn, prepare_grads(m, kinds))))
+    local = prepare_grads(m, kinds);
+    if (!local)
+        local = reserve_buckets(c);
+    if (!local)
+        local = reserve_rows_counts(c, count_rows_params(m, kinds));
+    if ((s = agree(c, fn, local)))
         return s;
     s = dense_exchange(c, fn, m, kinds, YK_F32, how);
     if (!s)
@@ -1397,12 +1454,8 @@ static yk_status fetch_rows(yk_sharded_table *t, const char *fn)
     int *scount = c->counts[SEND_COUNT], *rcount = c->counts[RECV_COUNT];
     int64_t n = t->n_uniq;
     size_t rb = (size_t)(t->cols[0] + t->cols[1]) * yk_dtype_size(t->dt);
-    int64_t *ids = scratch_get(ctx, &t->scr[TS_IDS], (size_t)n * 8);
-    int64_t *perm = ids ? scratch_get(ctx, &t->scr[TS_PERM], (size_t)n * 8)
-                        : NULL;
-    yk_status s = agree(c, fn, perm ? YK_OK : YK_ENOMEM);
-    if (s)
-        return s;
+    int64_t *ids = t->scr[TS_IDS].p, *perm = t->scr[TS_PERM].p;
+    yk_status s;
     order_by_owner(t, n, t->uniq, ids, perm, scount, c->counts[SEND_DISPL]);
     if ((s = alltoall_counts(c, fn, scount, rcount)))
         return s;
@@ -1433,6 +1486,11 @@ yk_status yk_sharded_fetch(yk_sharded_table *t, int n,
     yk_status local = collect_ids(t, fn, n, inputs);
     if (!local)
         local = ensure_capacity(t, t->n_uniq > 0 ? t->n_uniq : 1);
+    if (!local && (!scratch_get(t->c->ctx, &t->scr[TS_IDS],
+                                (size_t)t->n_uniq * 8) ||
+                   !scratch_get(t->c->ctx, &t->scr[TS_PERM],
+                                (size_t)t->n_uniq * 8)))
+        local = YK_ENOMEM;
     if (!local) {
         yk_model_zero_grad(t->tmp);
         for (int k = 0; k < t->nparts; k++)
@@ -1557,10 +1615,28 @@ yk_node *yk_sharded_embedding_bag(yk_graph *g, yk_sharded_table *t,
 
 /* ------------------------------------------------------------ backward */
 
-/* Agreed use of each part in this step: used by some rank, dense on some. */
+/* Each part's use in this step (used by some rank, dense on some) and the
+ * outcome so far, agreed by one allreduce (MAX of every field). */
 typedef struct part_use {
-    int used[2], dense[2];
+    int status, failed_rank_plus_1, used[2], dense[2];
 } part_use;
+
+/* The buffers of push_part for either part, reserved before agreeing. */
+static yk_status reserve_push(yk_sharded_table *t)
+{
+    yk_ctx *ctx = t->c->ctx;
+    size_t n = (size_t)t->n_uniq;
+    size_t rb = (size_t)(t->cols[0] > t->cols[1] ? t->cols[0] : t->cols[1]) *
+                yk_dtype_size(t->dt);
+    return scratch_get(ctx, &t->scr[TS_REQ], n * 8) &&
+                   scratch_get(ctx, &t->scr[TS_IDS], n * 8) &&
+                   scratch_get(ctx, &t->scr[TS_PERM], n * 8) &&
+                   scratch_get(ctx, &t->scr[TS_REPLY], n * rb) &&
+                   scratch_get(ctx, &t->scr[TS_CHUNKS],
+                               (size_t)t->c->size * sizeof(yk__rowchunk))
+               ? YK_OK
+               : YK_ENOMEM;
+}
 
 static yk_status local_use(yk_sharded_table *t, part_use *u)
 {
@@ -1578,18 +1654,25 @@ static yk_status local_use(yk_sharded_table *t, part_use *u)
                 return s;
         }
     }
-    return YK_OK;
+    return reserve_push(t);
 }
 
-static yk_status agree_use(yk_sharded_table *t, const char *fn, part_use *u)
+static yk_status agree_use(yk_sharded_table *t, const char *fn,
+                           yk_status local, part_use *u)
 {
     part_use all;
-    int rc = MPI_Allreduce(u, &all, 4, MPI_INT, MPI_MAX, t->c->comm);
+    u->status = (int)local;
+    u->failed_rank_plus_1 = local ? t->c->rank + 1 : 0;
+    int rc = MPI_Allreduce(u, &all, 6, MPI_INT, MPI_MAX, t->c->comm);
     t->c->stats.collectives++;
     if (rc != MPI_SUCCESS)
         return mpi_failed(t->c, fn, "MPI_Allreduce", rc);
     *u = all;
-    return YK_OK;
+    if (local || all.status == YK_OK)
+        return local;
+    return yk__error(t->c->ctx, YK_ESTATE, "%s: rank %d failed (%s)", fn,
+                     all.failed_rank_plus_1 - 1,
+                     yk_status_name((yk_status)all.status));
 }
 
 /* The gradient rows of temporary part p: global ids (into ids) and a
@@ -1650,17 +1733,11 @@ static yk_status push_part(yk_sharded_table *t, const char *fn, int p,
     yk_ctx *ctx = c->ctx;
     size_t rb = (size_t)t->cols[p] * yk_dtype_size(t->dt);
     int *scount = c->counts[SEND_COUNT], *rcount = c->counts[RECV_COUNT];
-    int64_t nmax = t->n_uniq, n;
-    int64_t *gids = scratch_get(ctx, &t->scr[TS_REQ], (size_t)nmax * 8);
-    int64_t *ids = gids ? scratch_get(ctx, &t->scr[TS_IDS], (size_t)nmax * 8)
-                        : NULL;
-    int64_t *perm = ids ? scratch_get(ctx, &t->scr[TS_PERM],
-                                      (size_t)nmax * 8) : NULL;
-    char *send = perm ? scratch_get(ctx, &t->scr[TS_REPLY],
-                                    (size_t)nmax * rb) : NULL;
-    yk_status s = agree(c, fn, send ? YK_OK : YK_ENOMEM);
-    if (s)
-        return s;
+    int64_t n; /* reserve_push made the buffers for n_uniq rows */
+    int64_t *gids = t->scr[TS_REQ].p, *ids = t->scr[TS_IDS].p;
+    int64_t *perm = t->scr[TS_PERM].p;
+    char *send = t->scr[TS_REPLY].p;
+    yk_status s;
     const char *vals;
     temp_grad_rows(t, p, &n, gids, &vals);
     order_by_owner(t, n, gids, ids, perm, scount, c->counts[SEND_DISPL]);
@@ -1694,7 +1771,7 @@ yk_status yk_sharded_backward(yk_sharded_table *t, yk_mpi_reduce how)
     if (!t)
         return YK_EINVAL;
     yk_ctx *ctx = t->c->ctx;
-    part_use u;
+    part_use u = {0};
     yk_status local = YK_OK;
     if (how != YK_MPI_AVERAGE && how != YK_MPI_SUM)
         local = yk__error(ctx, YK_EINVAL, "%s: how = %d is neither "
@@ -1705,9 +1782,7 @@ yk_status yk_sharded_backward(yk_sharded_table *t, yk_mpi_reduce how)
                           "yk_sharded_fetch each step)", fn);
     else
         local = local_use(t, &u);
-    yk_status s = agree(t->c, fn, local);
-    if (!s)
-        s = agree_use(t, fn, &u);
+    yk_status s = agree_use(t, fn, local, &u);
     for (int p = 0; !s && p < t->nparts; p++)
         if (u.used[p])
             s = push_part(t, fn, p, u.dense[p], how);
@@ -2303,6 +2378,26 @@ static yk_status check_unexpected(yk_mpi *c, const char *fn,
     return YK_OK;
 }
 
+static int gcd(int a, int b)
+{
+    while (b) {
+        int r = a % b;
+        a = b;
+        b = r;
+    }
+    return a;
+}
+
+/* Does file k of n_old hold rows of this rank? Its rows are r = k mod
+ * n_old, this rank's r = rank mod size: both hold for some r exactly when
+ * k = rank mod gcd(n_old, size) (Chinese remainders). With the same number
+ * of ranks, only file `rank`. */
+static bool file_has_my_rows(const yk_mpi *c, int k, int n_old)
+{
+    int g = gcd(n_old, c->size);
+    return k % g == c->rank % g;
+}
+
 static yk_status load_file(yk_mpi *c, const char *fn, const char *path,
                            int k, int n_old, yk_model *m, load_item *items,
                            yk_optim *opt)
@@ -2311,14 +2406,16 @@ static yk_status load_file(yk_mpi *c, const char *fn, const char *path,
     if (!f)
         return yk_last_status(c->ctx);
     yk_status s = check_unexpected(c, fn, f, path, k, m, opt);
+    bool mine = file_has_my_rows(c, k, n_old);
     for (int i = 0; !s && i < m->n; i++) {
         load_item *it = &items[i];
-        if (it->V)
+        bool use = it->V ? mine : k == 0;
+        if (use && it->V)
             s = read_rows(c, fn, f, path, it->p->name, it->value, k, n_old,
                           it->V);
-        else if (k == 0)
+        else if (use)
             s = read_whole(c->ctx, fn, f, path, it->p->name, it->value);
-        if (!s && opt && yk_optim_has(opt, it->p) && (it->V || k == 0))
+        if (!s && use && opt && yk_optim_has(opt, it->p))
             s = load_item_state(c, fn, f, path, k, n_old, it, opt);
     }
     yk_safetensors_close(f);
@@ -2345,6 +2442,8 @@ static yk_status read_all_files(yk_mpi *c, const char *fn, const char *prefix,
 {
     yk_status s = YK_OK;
     for (int k = 0; !s && k < ix->world; k++) {
+        if (k != 0 && !file_has_my_rows(c, k, ix->world))
+            continue; /* file 0 holds the replicated parameters */
         const cJSON *name = cJSON_GetArrayItem(ix->files, k);
         char *path = file_path(c->ctx, prefix, name->valuestring);
         s = path ? load_file(c, fn, path, k, ix->world, m, items, opt)

@@ -126,7 +126,7 @@ static wn_config default_config(void)
 {
     return (wn_config){
         .data_dir = "/usr/share/wordnet",
-        .epochs = 5,
+        .epochs = 2,
         .dim = 64,
         .extra_dim = 16,
         .hidden = 64,
@@ -135,7 +135,7 @@ static wn_config default_config(void)
         .max_len = 64,
         .min_count = 1,
         .batch = 32,
-        .lr = 0.003,
+        .lr = 0.01,
         .init_std = 0.1,
         .cosine = true,
         .threads = 1,
@@ -602,8 +602,8 @@ static void add_tables(wn_net *n, const wn_config *c, yk_ctx *ctx)
         init_table(ctx, n->extra, c->init_std, c->seed * 16 + 3);
     }
     check(ctx, yk_embedding_layer_tied(&n->gloss_emb, gloss_table), "gloss");
-    /* Padding reads as zeros and is never trained; the unknown word too
-     * (it never occurs in training when min_count is 1). */
+    /* Padding reads as zeros and is never trained (the unknown word's row
+     * is zeroed in make_net). */
     check(ctx, yk_embedding_layer_set_padding(&n->gloss_emb, PAD_ID),
           "gloss padding");
     n->gloss_emb.sparse = true;

@@ -151,17 +151,7 @@ static const char *write_case(const char *name, const char *text)
 
 /* ------------------------------------------------------ every case file */
 
-/* True when the file has an "optimizer" block (not supported yet). */
-static bool has_optimizer(const char *path)
-{
-    char err[CF_MSG];
-    cf_case *c = cf_load(path, err, sizeof err);
-    bool opt = c && c->optimizer;
-    cf_free(c);
-    return opt; /* a file that does not load is the tool's to report */
-}
-
-/* Runs the tool over pattern's files, skipping optimizer cases. */
+/* Runs the tool over pattern's files (optimizer cases included). */
 static void check_all(const char *pattern)
 {
     glob_t gl;
@@ -171,23 +161,10 @@ static void check_all(const char *pattern)
     cr_assert_eq(g, 0, "glob %s failed", pattern);
     const char **args = calloc(gl.gl_pathc + 1, sizeof *args);
     cr_assert(args);
-    size_t n = 0;
-    for (size_t i = 0; i < gl.gl_pathc; i++) {
-        if (has_optimizer(gl.gl_pathv[i]))
-            /* info, not warn: a warning makes Criterion 2.4 exit 1 */
-            cr_log_info("skipping %s: optimizer blocks are not supported by "
-                        "tools/gradcheck yet", gl.gl_pathv[i]);
-        else
-            args[n++] = gl.gl_pathv[i];
-    }
-    if (n == 0) {
-        free(args);
-        globfree(&gl);
-        cr_skip_test("every case in %s has an optimizer block", pattern);
-    }
+    for (size_t i = 0; i < gl.gl_pathc; i++)
+        args[i] = gl.gl_pathv[i];
     run_out r = run_tool(args);
-    cr_log_info("%s: %zu cases checked, %zu skipped", pattern, n,
-                gl.gl_pathc - n);
+    cr_log_info("%s: %zu cases checked", pattern, gl.gl_pathc);
     cr_expect_eq(r.status, 0, "gradcheck failed over %s:\n%s%s", pattern,
                  tail(r.out), r.err);
     run_free(&r);
@@ -471,20 +448,349 @@ Test(eval, unreadable_file)
     run_free(&r);
 }
 
-Test(eval, optimizer_blocks_are_refused_for_now)
+/* ------------------------------------------------------ optimizer steps */
+
+/*
+ * Hand-worked optimizer case. y = x * c, seeded with [1, 1]: dL/dx = c.
+ * c's own value [100, 100] is never used: feeds[0] replaces it in step 1.
+ * sgd lr 0.5, momentum 0.9 on x = [1, 2]:
+ *   step 1, c = [3, -1]: b = g = [3, -1]; x = [1, 2] - 0.5 b = [-0.5, 2.5]
+ *   step 2, c = [2, 4]:  b = 0.9 [3, -1] + [2, 4] = [4.7, 3.1];
+ *                        x = [-0.5, 2.5] - 0.5 b = [-2.85, 0.95]
+ * Step 1's values: y = [1*3, 2*-1] = [3, -2]; gradient of x: [3, -1].
+ * u is trained by adamw (weight_decay 0.01 by default) but no node reads
+ * it: no gradient, skipped, so not decayed: stays [5]. v requires grad but
+ * is in no group: not trained, not in "params", gradient zeros.
+ */
+#define OPT_TENSORS                                                           \
+    "\"tensors\": {"                                                          \
+    " \"x\": {\"dtype\": \"f64\", \"shape\": [2], \"data\": [1, 2], "         \
+    "\"requires_grad\": true},"                                               \
+    " \"u\": {\"dtype\": \"f64\", \"shape\": [1], \"data\": [5], "            \
+    "\"requires_grad\": true},"                                               \
+    " \"v\": {\"dtype\": \"f64\", \"shape\": [1], \"data\": [7], "            \
+    "\"requires_grad\": true},"                                               \
+    " \"c\": {\"dtype\": \"f64\", \"shape\": [2], \"data\": [100, 100]}}, "   \
+    "\"nodes\": [{\"name\": \"y\", \"op\": \"mul\", \"inputs\": "             \
+    "{\"input\": \"x\", \"other\": \"c\"}}], "                                \
+    "\"seeds\": {\"y\": {\"dtype\": \"f64\", \"shape\": [2], "               \
+    "\"data\": [1, 1]}}, "
+#define OPT_FEEDS                                                             \
+    "\"feeds\": [{\"c\": {\"dtype\": \"f64\", \"shape\": [2], \"data\": "    \
+    "[3, -1]}}, {\"c\": {\"dtype\": \"f64\", \"shape\": [2], \"data\": "     \
+    "[2, 4]}}]"
+#define OPT_GROUPS                                                            \
+    "\"groups\": [{\"name\": \"sgd\", \"leaves\": [\"x\"], \"params\": "     \
+    "{\"lr\": 0.5, \"momentum\": 0.9}}, {\"name\": \"adamw\", \"leaves\": "  \
+    "[\"u\"]}]"
+#define OPT_HAND                                                              \
+    HEAD OPT_TENSORS "\"optimizer\": {\"steps\": 2, " OPT_GROUPS ", "        \
+    OPT_FEEDS "}"
+
+static void expect_json_close(const cJSON *t, const double *want, int n)
 {
-    const char *path = write_case("opt.json", HEAD "\"tensors\": {" X3 "}, "
-        "\"nodes\": [" RELU "], \"optimizer\": {\"steps\": 1, \"groups\": []}}");
+    cr_assert(t, "tensor missing");
+    const cJSON *d = cJSON_GetObjectItem(t, "data");
+    cr_assert_eq(cJSON_GetArraySize(d), n);
+    for (int i = 0; i < n; i++) {
+        double got = cJSON_GetArrayItem(d, i)->valuedouble;
+        cr_expect(fabs(got - want[i]) <= 1e-12 * (1 + fabs(want[i])),
+                  "element %d: %.17g, want %.17g", i, got, want[i]);
+    }
+}
+
+Test(eval, optimizer_steps_print_the_first_step_and_the_trained_params)
+{
+    const char *path = write_case("opt.json", OPT_HAND "}");
     run_out r = run_tool((const char *[]){"--eval", path, NULL});
-    cr_expect_neq(r.status, 0);
-    cr_expect(strstr(r.err, "optimizer blocks not supported yet") != NULL,
-              "%s", r.err);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cJSON *res = cJSON_Parse(r.out);
+    cr_assert(res, "not JSON:\n%s", r.out);
+    const cJSON *v = cJSON_GetObjectItem(res, "values");
+    const cJSON *g = cJSON_GetObjectItem(res, "grads");
+    const cJSON *p = cJSON_GetObjectItem(res, "params");
+    expect_data(cJSON_GetObjectItem(v, "y"), "f64", VALS(3, -2), 2);
+    expect_data(cJSON_GetObjectItem(g, "x"), "f64", VALS(3, -1), 2);
+    expect_data(cJSON_GetObjectItem(g, "u"), "f64", VALS(0), 1);
+    expect_data(cJSON_GetObjectItem(g, "v"), "f64", VALS(0), 1);
+    cr_assert(p, "no \"params\" in:\n%s", r.out);
+    expect_json_close(cJSON_GetObjectItem(p, "x"), VALS(-2.85, 0.95), 2);
+    expect_data(cJSON_GetObjectItem(p, "u"), "f64", VALS(5), 1);
+    cr_expect_null(cJSON_GetObjectItem(p, "v"), "v is in no group");
+    cr_expect_null(cJSON_GetObjectItem(p, "c"), "c is a constant");
+    cJSON_Delete(res);
     run_free(&r);
-    r = run_tool((const char *[]){path, NULL});
-    cr_expect_eq(r.status, 1);
-    cr_expect(strstr(r.out, "optimizer blocks not supported yet") != NULL,
+}
+
+/* No optimizer: no "params". */
+Test(eval, no_params_without_an_optimizer)
+{
+    const char *path = write_case("hand.json", hand_case);
+    run_out r = run_tool((const char *[]){"--eval", path, NULL});
+    cJSON *res = cJSON_Parse(r.out);
+    cr_assert(res, "not JSON:\n%s", r.out);
+    cr_expect_null(cJSON_GetObjectItem(res, "params"));
+    cJSON_Delete(res);
+    run_free(&r);
+}
+
+/*
+ * Feeds may change a fed tensor's shape where no seeded node's shape
+ * changes. W (3 x 2, all 1) is read by embedding E, s = sum(E) is seeded
+ * with 1: each lookup of row r adds [1, 1] to its gradient. sgd lr 1:
+ *   step 1, idx = [0, 1]:    rows 0 and 1 lose 1
+ *   step 2, idx = [2, 2, 0]: row 2 loses 2, row 0 loses 1
+ * W after: [[-1, -1], [0, 0], [-1, -1]]. Step 1: s = 4, E is 2 x 2.
+ */
+Test(eval, feeds_may_change_shapes_that_no_seed_sees)
+{
+    const char *path = write_case("shape.json", HEAD "\"tensors\": {"
+        " \"W\": {\"dtype\": \"f64\", \"shape\": [3, 2], \"data\": "
+        "[1, 1, 1, 1, 1, 1], \"requires_grad\": true},"
+        " \"idx\": {\"dtype\": \"i64\", \"shape\": [1], \"data\": [2]}},"
+        " \"nodes\": [{\"name\": \"E\", \"op\": \"embedding\", \"inputs\": "
+        "{\"input\": \"idx\", \"weight\": \"W\"}, \"attrs\": {\"sparse\": "
+        "true}}, {\"name\": \"s\", \"op\": \"sum\", \"inputs\": {\"input\": "
+        "\"E\"}}],"
+        " \"seeds\": {\"s\": {\"dtype\": \"f64\", \"shape\": [], \"data\": [1]}},"
+        " \"optimizer\": {\"steps\": 2, \"groups\": [{\"name\": \"sgd\", "
+        "\"leaves\": [\"W\"], \"params\": {\"lr\": 1}}], \"feeds\": ["
+        "{\"idx\": {\"dtype\": \"i64\", \"shape\": [2], \"data\": [0, 1]}},"
+        "{\"idx\": {\"dtype\": \"i64\", \"shape\": [3], \"data\": [2, 2, 0]}}]}}");
+    run_out r = run_tool((const char *[]){"--eval", path, NULL});
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cJSON *res = cJSON_Parse(r.out);
+    cr_assert(res, "not JSON:\n%s", r.out);
+    cr_assert_null(cJSON_GetObjectItem(res, "error"), "%s", r.out);
+    const cJSON *v = cJSON_GetObjectItem(res, "values");
+    expect_data(cJSON_GetObjectItem(v, "s"), "f64", VALS(4), 1);
+    expect_data(cJSON_GetObjectItem(v, "E"), "f64", VALS(1, 1, 1, 1), 4);
+    expect_data(cJSON_GetObjectItem(cJSON_GetObjectItem(res, "grads"), "W"),
+                "f64", VALS(1, 1, 1, 1, 0, 0), 6);
+    expect_data(cJSON_GetObjectItem(cJSON_GetObjectItem(res, "params"), "W"),
+                "f64", VALS(-1, -1, 0, 0, -1, -1), 6);
+    cJSON_Delete(res);
+    run_free(&r);
+}
+
+/* An optimizer block that evaluates to the error object: exit 0, the
+ * category, and a message holding every part (the culprit). */
+static void expect_eval_error(const char *text, const char *category,
+                              const char *part1, const char *part2)
+{
+    const char *path = write_case("inv.json", text);
+    run_out r = run_tool((const char *[]){"--eval", path, NULL});
+    cr_expect_eq(r.status, 0, "a clean error exits 0 (%s): %s", part1, r.err);
+    cJSON *res = cJSON_Parse(r.out);
+    cr_assert(res, "not JSON (%s):\n%s%s", part1, r.out, r.err);
+    const cJSON *e = cJSON_GetObjectItem(res, "error");
+    cr_assert(cJSON_IsString(e), "no error for %s:\n%s", part1, r.out);
+    cr_expect_str_eq(e->valuestring, category, "%s", part1);
+    const char *msg = cJSON_GetObjectItem(res, "message")->valuestring;
+    cr_expect(strstr(msg, part1) != NULL, "message \"%s\" does not mention "
+              "%s", msg, part1);
+    cr_expect(!part2 || strstr(msg, part2) != NULL, "message \"%s\" does not "
+              "mention %s", msg, part2);
+    cr_expect_null(cJSON_GetObjectItem(res, "values"));
+    cr_expect_null(cJSON_GetObjectItem(res, "params"));
+    cJSON_Delete(res);
+    run_free(&r);
+}
+
+/* The hand case with one group of optimizer name and params. */
+static const char *one_group(const char *name, const char *params)
+{
+    static char text[4096];
+    snprintf(text, sizeof text, HEAD OPT_TENSORS "\"optimizer\": {\"steps\": "
+             "1, \"groups\": [{\"name\": \"%s\", \"leaves\": [\"x\"], "
+             "\"params\": %s}]}}", name, params);
+    return text;
+}
+
+Test(eval, invalid_optimizers_give_the_error_object)
+{
+    expect_eval_error(one_group("lbfgs", "{}"), "invalid_argument",
+                      "unknown optimizer \"lbfgs\"", "groups[0]");
+    expect_eval_error(one_group("adam", "{\"momentum\": 0.9}"),
+                      "invalid_argument", "unknown parameter \"momentum\"",
+                      "\"betas\"");
+    /* The library's own names for the betas are not torch's. */
+    expect_eval_error(one_group("adam", "{\"beta1\": 0.5}"),
+                      "invalid_argument", "unknown parameter \"beta1\"", NULL);
+    expect_eval_error(one_group("adam", "{\"maximize\": false}"),
+                      "invalid_argument", "unknown parameter \"maximize\"",
+                      NULL);
+    expect_eval_error(one_group("sgd", "{\"lr\": 0.1, \"betas\": [0.9, "
+                                "0.99]}"), "invalid_argument",
+                      "unknown parameter \"betas\"", NULL);
+    expect_eval_error(one_group("sparse_adam", "{\"weight_decay\": 0.1}"),
+                      "invalid_argument", "unknown parameter \"weight_decay\"",
+                      NULL);
+    expect_eval_error(one_group("adam", "{\"lr\": -0.5}"), "invalid_argument",
+                      "lr = -0.5", NULL);
+    expect_eval_error(one_group("sgd", "{\"lr\": 0.1, \"nesterov\": true}"),
+                      "invalid_argument", "nesterov", "momentum = 0");
+    expect_eval_error(one_group("sgd", "{\"lr\": 0.1, \"momentum\": 0.9, "
+                                "\"dampening\": 0.1, \"nesterov\": true}"),
+                      "invalid_argument", "nesterov", "dampening = 0.1");
+    expect_eval_error(one_group("sgd", "{\"momentum\": 0.9}"),
+                      "invalid_argument", "lr is required", NULL);
+    expect_eval_error(one_group("adamw", "{\"betas\": [0.9, 1.0]}"),
+                      "invalid_argument", "beta2", "= 1");
+    expect_eval_error(one_group("adagrad", "{\"eps\": -1e-10}"),
+                      "invalid_argument", "eps = -1e-10", NULL);
+    /* x is read by mul: its gradient is dense. */
+    expect_eval_error(one_group("sparse_adam", "{}"), "invalid_argument",
+                      "leaf \"x\" needs a row-sparse gradient",
+                      "node \"y\" (mul)");
+}
+
+/* sparse_adam needs every use to be a sparse lookup taking it as weight. */
+Test(eval, sparse_adam_needs_a_row_sparse_gradient)
+{
+#define SPARSE_CASE(attrs, extra_node)                                        \
+    HEAD "\"tensors\": {"                                                     \
+    " \"W\": {\"dtype\": \"f64\", \"shape\": [3, 2], \"data\": "              \
+    "[1, 2, 3, 4, 5, 6], \"requires_grad\": true},"                           \
+    " \"i\": {\"dtype\": \"i64\", \"shape\": [2], \"data\": [0, 2]}},"        \
+    " \"nodes\": [{\"name\": \"E\", \"op\": \"embedding\", \"inputs\": "      \
+    "{\"input\": \"i\", \"weight\": \"W\"}, \"attrs\": " attrs "}"            \
+    extra_node "],"                                                           \
+    " \"seeds\": {\"E\": {\"dtype\": \"f64\", \"shape\": [2, 2], \"data\": "  \
+    "[1, 1, 1, 1]}},"                                                         \
+    " \"optimizer\": {\"steps\": 1, \"groups\": [{\"name\": \"sparse_adam\", "\
+    "\"leaves\": [\"W\"]}]}}"
+    expect_eval_error(SPARSE_CASE("{\"sparse\": false}", ""),
+                      "invalid_argument", "leaf \"W\"", "node \"E\"");
+    /* A second, dense use (even one no seed reaches) makes it dense. */
+    expect_eval_error(SPARSE_CASE("{\"sparse\": true}", ", {\"name\": \"T\", "
+                                  "\"op\": \"tanh\", \"inputs\": {\"input\": "
+                                  "\"W\"}}"),
+                      "invalid_argument", "leaf \"W\"", "node \"T\" (tanh)");
+    /* Only sparse lookups: fine. */
+    const char *path = write_case("ok.json", SPARSE_CASE("{\"sparse\": true}",
+                                                         ""));
+    run_out r = run_tool((const char *[]){"--eval", path, NULL});
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "\"params\"") && !strstr(r.out, "\"error\""),
               "%s", r.out);
     run_free(&r);
+#undef SPARSE_CASE
+}
+
+/* rowwise_adagrad is yoke's extension: accepted. */
+Test(eval, rowwise_adagrad_is_accepted)
+{
+    const char *path = write_case("rw.json", one_group("rowwise_adagrad",
+                                                       "{\"lr\": 0.1}"));
+    run_out r = run_tool((const char *[]){"--eval", path, NULL});
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "\"params\"") && !strstr(r.out, "\"error\""),
+              "%s", r.out);
+    run_free(&r);
+}
+
+/* A feed that makes a later step invalid fails the case, naming the step;
+ * so does one that changes a seeded node's shape. */
+Test(eval, a_feed_that_breaks_a_step_fails_the_case)
+{
+#define FEED_CASE(second)                                                     \
+    HEAD OPT_TENSORS "\"optimizer\": {\"steps\": 2, " OPT_GROUPS ", "        \
+    "\"feeds\": [{}, {\"c\": " second "}]}}"
+    /* x [2] * c [3] do not broadcast */
+    expect_eval_error(FEED_CASE("{\"dtype\": \"f64\", \"shape\": [3], "
+                                "\"data\": [1, 2, 3]}"),
+                      "shape_mismatch", "step 2 of 2", "node \"y\"");
+    /* x [2] * c [2, 2] is [2, 2], but y's seed is [2] */
+    expect_eval_error(FEED_CASE("{\"dtype\": \"f64\", \"shape\": [2, 2], "
+                                "\"data\": [1, 2, 3, 4]}"),
+                      "shape_mismatch", "step 2 of 2: node \"y\" has shape "
+                      "[2, 2], but its seed has shape [2]", NULL);
+#undef FEED_CASE
+}
+
+/* Malformed optimizer blocks: the file is refused, exit 1. */
+Test(eval, malformed_optimizer_blocks_are_refused_with_a_message)
+{
+#define OPT(block) HEAD OPT_TENSORS "\"optimizer\": " block "}"
+#define GROUP(g) OPT("{\"steps\": 1, \"groups\": [" g "]}")
+    expect_malformed(OPT("3"), "optimizer: must be an object");
+    expect_malformed(OPT("{\"steps\": 1, \"groups\": [], \"feed\": []}"),
+                     "unknown key \"feed\"");
+    expect_malformed(OPT("{\"groups\": []}"),
+                     "optimizer.steps: must be an integer >= 1, got nothing");
+    expect_malformed(OPT("{\"steps\": 0, \"groups\": []}"),
+                     "optimizer.steps: must be an integer >= 1, got 0");
+    expect_malformed(OPT("{\"steps\": 1.5, \"groups\": []}"),
+                     "optimizer.steps: must be an integer >= 1, got 1.5");
+    expect_malformed(OPT("{\"steps\": 1}"), "optimizer.groups: missing");
+    expect_malformed(OPT("{\"steps\": 1, \"groups\": {}}"),
+                     "optimizer.groups: must be a list");
+    expect_malformed(GROUP("\"sgd\""), "optimizer.groups[0]: must be an "
+                     "object");
+    expect_malformed(GROUP("{\"name\": \"sgd\", \"leaves\": [\"x\"], "
+                           "\"lr\": 0.1}"), "unknown key \"lr\"");
+    expect_malformed(GROUP("{\"name\": 1, \"leaves\": [\"x\"]}"),
+                     "groups[0].name: must be an optimizer name");
+    expect_malformed(GROUP("{\"name\": \"sgd\"}"),
+                     "groups[0].leaves: missing");
+    expect_malformed(GROUP("{\"name\": \"sgd\", \"leaves\": \"x\"}"),
+                     "groups[0].leaves: must be a list");
+    expect_malformed(GROUP("{\"name\": \"sgd\", \"leaves\": [\"q\"]}"),
+                     "leaves[0]: there is no tensor \"q\"");
+    expect_malformed(GROUP("{\"name\": \"sgd\", \"leaves\": [\"c\"]}"),
+                     "tensor \"c\" does not require grad");
+    expect_malformed(GROUP("{\"name\": \"sgd\", \"leaves\": [\"x\", \"x\"]}"),
+                     "leaves[1]: tensor \"x\" is already in "
+                     "optimizer.groups[0]");
+    expect_malformed(GROUP("{\"name\": \"sgd\", \"leaves\": [\"x\"]}, "
+                           "{\"name\": \"adam\", \"leaves\": [\"u\", \"x\"]}"),
+                     "groups[1].leaves[1]: tensor \"x\" is already in "
+                     "optimizer.groups[0]");
+    expect_malformed(GROUP("{\"name\": \"sgd\", \"leaves\": [\"x\"], "
+                           "\"params\": [0.1]}"),
+                     "groups[0].params: must be an object");
+    expect_malformed(GROUP("{\"name\": \"sgd\", \"leaves\": [\"x\"], "
+                           "\"params\": {\"lr\": \"0.1\"}}"),
+                     "params.lr: must be a number, got a string");
+    expect_malformed(GROUP("{\"name\": \"sgd\", \"leaves\": [\"x\"], "
+                           "\"params\": {\"lr\": 0.1, \"nesterov\": 1}}"),
+                     "params.nesterov: must be true or false");
+    expect_malformed(GROUP("{\"name\": \"adam\", \"leaves\": [\"x\"], "
+                           "\"params\": {\"betas\": [0.9]}}"),
+                     "params.betas: must be a list of two numbers");
+    expect_malformed(GROUP("{\"name\": \"adam\", \"leaves\": [\"x\"], "
+                           "\"params\": {\"lr\": 1, \"lr\": 2}}"),
+                     "key \"lr\" is given twice");
+    expect_malformed(OPT("{\"steps\": 2, " OPT_GROUPS ", \"feeds\": {}}"),
+                     "optimizer.feeds: must be a list");
+    expect_malformed(OPT("{\"steps\": 3, " OPT_GROUPS ", " OPT_FEEDS "}"),
+                     "optimizer.feeds: has 2 entries, but steps is 3");
+    expect_malformed(OPT("{\"steps\": 2, " OPT_GROUPS ", \"feeds\": [{}, "
+                         "[]]}"), "optimizer.feeds[1]: must be an object");
+    expect_malformed(OPT("{\"steps\": 1, " OPT_GROUPS ", \"feeds\": [{\"q\": "
+                         "{\"dtype\": \"f64\", \"shape\": [], \"data\": "
+                         "[1]}}]}"), "feeds[0].q: there is no tensor \"q\"");
+    expect_malformed(OPT("{\"steps\": 1, " OPT_GROUPS ", \"feeds\": [{\"x\": "
+                         "{\"dtype\": \"f64\", \"shape\": [2], \"data\": "
+                         "[1, 2]}}]}"), "tensor \"x\" requires grad");
+    expect_malformed(OPT("{\"steps\": 1, " OPT_GROUPS ", \"feeds\": [{\"c\": "
+                         "{\"dtype\": \"f32\", \"shape\": [2], \"data\": "
+                         "[1, 2]}}]}"), "feeds[0].c: dtype f32, but tensor "
+                     "\"c\" is f64");
+    expect_malformed(OPT("{\"steps\": 1, " OPT_GROUPS ", \"feeds\": [{\"c\": "
+                         "{\"dtype\": \"f64\", \"shape\": [2], \"data\": "
+                         "[1]}}]}"), "feeds[0].c.data: has 1 numbers");
+    expect_malformed(HEAD OPT_TENSORS "\"optimizer\": {\"steps\": 1, "
+                     OPT_GROUPS "}, \"expected\": {\"params\": {\"v\": "
+                     "{\"dtype\": \"f64\", \"shape\": [1], \"data\": [7]}}}}",
+                     "expected.params.v: tensor \"v\" is in no optimizer "
+                     "group");
+    expect_malformed(HEAD OPT_TENSORS "\"expected\": {\"params\": {\"x\": "
+                     "{\"dtype\": \"f64\", \"shape\": [2], \"data\": [1, 2]}}}}",
+                     "only a case with an \"optimizer\"");
+#undef GROUP
+#undef OPT
 }
 
 /* ------------------------------------------------------------ checking */
@@ -518,6 +824,51 @@ Test(check, a_wrong_error_category_fails)
     cr_expect_eq(r.status, 1);
     cr_expect(strstr(r.out, "expected error bad_offsets, got "
                      "index_out_of_range") != NULL, "%s", r.out);
+    run_free(&r);
+}
+
+/* The hand-worked optimizer case checks, its finite differences taken
+ * with feeds[0] applied (c's own [100, 100] would give other gradients);
+ * a wrong expected parameter is named. */
+Test(check, optimizer_params_are_compared_after_the_last_step)
+{
+#define OPT_EXPECTED(x1)                                                      \
+    OPT_HAND ", \"expected\": {\"grads\": {\"x\": {\"dtype\": \"f64\", "    \
+    "\"shape\": [2], \"data\": [3, -1]}}, \"params\": {\"x\": {\"dtype\": " \
+    "\"f64\", \"shape\": [2], \"data\": [-2.85, " x1 "]}, \"u\": "           \
+    "{\"dtype\": \"f64\", \"shape\": [1], \"data\": [5]}}}}"
+    const char *path = write_case("good.json", OPT_EXPECTED("0.95"));
+    run_out r = run_tool((const char *[]){path, "--json", NULL});
+    cr_expect_eq(r.status, 0, "%s", r.out);
+    cJSON *rep = cJSON_Parse(r.out);
+    const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItem(rep, "cases"), 0);
+    cr_assert(c, "%s", r.out);
+    cr_expect_eq(cJSON_GetObjectItem(c, "params_compared")->valuedouble, 3);
+    cr_expect_eq(cJSON_GetObjectItem(c, "grads_compared")->valuedouble, 2);
+    /* x, u, v: 4 elements, all checked (f64) */
+    cr_expect_eq(cJSON_GetObjectItem(c, "fd_checked")->valuedouble, 4);
+    cJSON_Delete(rep);
+    run_free(&r);
+    path = write_case("bad.json", OPT_EXPECTED("0.96"));
+    r = run_tool((const char *[]){path, NULL});
+    cr_expect_eq(r.status, 1);
+    cr_expect(strstr(r.out, "param \"x\"[1]: got 0.9499") != NULL &&
+              strstr(r.out, "expected 0.9599") != NULL, "%s", r.out);
+    run_free(&r);
+#undef OPT_EXPECTED
+}
+
+/* An expected error of a later step is checked like any other. */
+Test(check, an_error_in_a_later_step_is_the_case_error)
+{
+    const char *path = write_case("late.json", HEAD OPT_TENSORS
+        "\"optimizer\": {\"steps\": 2, " OPT_GROUPS ", \"feeds\": [{}, {\"c\":"
+        " {\"dtype\": \"f64\", \"shape\": [3], \"data\": [1, 2, 3]}}]}, "
+        "\"expected\": {\"error\": \"shape_mismatch\"}}");
+    run_out r = run_tool((const char *[]){path, NULL});
+    cr_expect_eq(r.status, 0, "%s", r.out);
+    cr_expect(strstr(r.out, "failed as expected with shape_mismatch: step 2 "
+                     "of 2") != NULL, "%s", r.out);
     run_free(&r);
 }
 

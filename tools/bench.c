@@ -26,6 +26,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 /* ------------------------------------------------------------ sizes */
@@ -92,7 +93,10 @@ typedef enum bench_kind {
 enum { EXT_CAT, EXT_SPLIT };          /* natural cat / two bags, cat after */
 enum { TRAIN_ADAM, TRAIN_SGD };
 enum { MM_HIDDEN, MM_CLASSES, MM_BIG };
-enum { GATHER_PLAIN, GATHER_PREFETCH };
+/* The gather's table is 64-byte aligned, as PyTorch's (a row of 64 floats
+ * is 4 whole cache lines); THP: 2 MiB aligned and madvise(MADV_HUGEPAGE),
+ * to show what transparent huge pages would buy. */
+enum { GATHER_PLAIN, GATHER_PREFETCH, GATHER_THP };
 
 typedef struct bench_def {
     const char *name;
@@ -143,6 +147,8 @@ static const bench_def benches[] = {
     {"gather.plain.L100", K_GATHER, SUM, 100, false, GATHER_PLAIN},
     {"gather.prefetch.L20", K_GATHER, SUM, 20, false, GATHER_PREFETCH},
     {"gather.prefetch.L100", K_GATHER, SUM, 100, false, GATHER_PREFETCH},
+    {"gather.thp.L20", K_GATHER, SUM, 20, false, GATHER_THP},
+    {"gather.thp.L100", K_GATHER, SUM, 100, false, GATHER_THP},
 };
 
 #define N_BENCHES ((int)(sizeof benches / sizeof benches[0]))
@@ -177,7 +183,8 @@ typedef struct bench_state {
     yk_tensor *target[MAX_SETS];
     yk_tensor *offsets;         /* the seed example's bags               */
     yk_tensor *a, *b;           /* matmul operands                       */
-    yk_tensor *table;           /* the plain gather's table              */
+    yk_tensor *table;           /* the plain gather's table (wraps mem)  */
+    void *gather_mem;
     float *gather_out;
     int nsets;
     int64_t next;               /* steps run: picks the index set        */
@@ -349,9 +356,18 @@ static yk_status setup_matmul(bench_state *s, const bench_def *d,
 static yk_status setup_gather(bench_state *s, const bench_def *d,
                               const sizes *z)
 {
-    s->table = yk_tensor_zeros(s->ctx, YK_F32, 2, (int64_t[]){z->V, z->D});
+    size_t align = d->variant == GATHER_THP ? (size_t)2 << 20 : 64;
+    size_t bytes = (size_t)(z->V * z->D) * sizeof(float);
+    bytes = (bytes + align - 1) / align * align;
+    s->gather_mem = aligned_alloc(align, bytes);
     s->gather_out = malloc((size_t)(z->B * z->D) * sizeof(float));
-    if (!s->table || !s->gather_out)
+    if (!s->gather_mem || !s->gather_out)
+        return YK_ENOMEM;
+    if (d->variant == GATHER_THP)
+        madvise(s->gather_mem, bytes, MADV_HUGEPAGE); /* a hint: may fail */
+    s->table = yk_tensor_wrap(s->ctx, YK_F32, 2, (int64_t[]){z->V, z->D},
+                              s->gather_mem);
+    if (!s->table)
         return made(s, NULL);
     yk_status st = yk_tensor_fill_uniform(s->table, 1, -0.1, 0.1);
     return st ? st : index_sets(s, s->idx, 2, (int64_t[]){z->B, d->L}, z->V,
@@ -402,6 +418,7 @@ static void teardown(bench_state *s)
     yk_tensor_free(s->b);
     yk_tensor_free(s->table);
     free(s->gather_out);
+    free(s->gather_mem);
     yk_model_free(s->m);
     yk_ctx_free(s->ctx);
 }
@@ -558,9 +575,12 @@ static void gather_bags(const float *restrict table, int64_t D,
         float *o = out + b * D;
         memset(o, 0, (size_t)D * sizeof *o);
         for (int64_t i = b * L; i < (b + 1) * L; i++) {
-            if (prefetch && i + GATHER_AHEAD < n)
+            if (prefetch && i + GATHER_AHEAD < n) {
+                const float *p = table + idx[i + GATHER_AHEAD] * D;
                 for (int64_t c = 0; c < D; c += 16)
-                    __builtin_prefetch(table + idx[i + GATHER_AHEAD] * D + c);
+                    __builtin_prefetch(p + c);
+                __builtin_prefetch(p + D - 1); /* a row's last line */
+            }
             const float *r = table + idx[i] * D;
             for (int64_t c = 0; c < D; c++)
                 o[c] += r[c];
@@ -573,7 +593,7 @@ static yk_status step_gather(bench_state *s, const bench_def *d)
     const yk_tensor *idx = s->idx[next_set(s)];
     gather_bags(yk_tensor_data(s->table), yk_tensor_dim(s->table, 1),
                 yk_tensor_data(idx), yk_tensor_dim(idx, 0),
-                yk_tensor_dim(idx, 1), d->variant == GATHER_PREFETCH,
+                yk_tensor_dim(idx, 1), d->variant != GATHER_PLAIN,
                 s->threads, s->gather_out);
     return YK_OK;
 }
@@ -601,16 +621,19 @@ static yk_status step(bench_state *s, const bench_def *d, const sizes *z)
 
 /* ----------------------------------------------------------- timing */
 
-static double now_ms(void)
+/* Milliseconds on clock c: CLOCK_MONOTONIC (wall), or
+ * CLOCK_PROCESS_CPUTIME_ID (CPU time of all our threads). */
+static double clock_ms(clockid_t c)
 {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(c, &t);
     return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
 }
 
 typedef struct timing {
     int reps, inner;
-    double median, min, max; /* ms per step */
+    double median, min, max; /* wall ms per step */
+    double cpu_median;       /* process CPU ms per step */
 } timing;
 
 static int cmp_double(const void *a, const void *b)
@@ -619,18 +642,29 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Runs inner steps; *ms gets the time per step. */
+/* Runs inner steps; *ms gets the wall time per step, *cpu (if not NULL)
+ * the process CPU time per step. */
 static yk_status timed_steps(bench_state *s, const bench_def *d,
-                             const sizes *z, int inner, double *ms)
+                             const sizes *z, int inner, double *ms,
+                             double *cpu)
 {
-    double t0 = now_ms();
+    double c0 = clock_ms(CLOCK_PROCESS_CPUTIME_ID);
+    double t0 = clock_ms(CLOCK_MONOTONIC);
     for (int i = 0; i < inner; i++) {
         yk_status st = step(s, d, z);
         if (st)
             return st;
     }
-    *ms = (now_ms() - t0) / inner;
+    *ms = (clock_ms(CLOCK_MONOTONIC) - t0) / inner;
+    if (cpu)
+        *cpu = (clock_ms(CLOCK_PROCESS_CPUTIME_ID) - c0) / inner;
     return YK_OK;
+}
+
+/* The median of n sorted values. */
+static double median_of(const double *v, int n)
+{
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 /* Two single warm-up runs (the second sizes inner), z->warmup - 1 more of
@@ -638,28 +672,29 @@ static yk_status timed_steps(bench_state *s, const bench_def *d,
 static yk_status measure(bench_state *s, const bench_def *d, const sizes *z,
                          timing *t)
 {
-    double first, times[1000];
+    double first, times[1000], cpu[1000];
     /* The first run is cold (page faults, lazy allocations); the second
      * sizes inner. */
-    yk_status st = timed_steps(s, d, z, 1, &first);
+    yk_status st = timed_steps(s, d, z, 1, &first, NULL);
     if (!st)
-        st = timed_steps(s, d, z, 1, &first);
+        st = timed_steps(s, d, z, 1, &first, NULL);
     if (st)
         return st;
     double want = ceil(z->target_ms / fmax(first, 1e-4));
     t->inner = (int)fmin(fmax(want, 1), 100000);
     for (int w = 1; w < z->warmup && !st; w++)
-        st = timed_steps(s, d, z, t->inner, &first);
+        st = timed_steps(s, d, z, t->inner, &first, NULL);
     t->reps = z->reps < 1000 ? z->reps : 1000;
     for (int r = 0; r < t->reps && !st; r++)
-        st = timed_steps(s, d, z, t->inner, &times[r]);
+        st = timed_steps(s, d, z, t->inner, &times[r], &cpu[r]);
     if (st)
         return st;
     qsort(times, (size_t)t->reps, sizeof *times, cmp_double);
-    int h = t->reps / 2;
-    t->median = t->reps % 2 ? times[h] : (times[h - 1] + times[h]) / 2;
+    qsort(cpu, (size_t)t->reps, sizeof *cpu, cmp_double);
+    t->median = median_of(times, t->reps);
     t->min = times[0];
     t->max = times[t->reps - 1];
+    t->cpu_median = median_of(cpu, t->reps);
     return YK_OK;
 }
 
@@ -784,6 +819,7 @@ static void add_timing(cJSON *o, const bench_def *d, const sizes *z,
     cJSON_AddNumberToObject(o, "median_ms", sig6(t->median / per));
     cJSON_AddNumberToObject(o, "min_ms", sig6(t->min / per));
     cJSON_AddNumberToObject(o, "max_ms", sig6(t->max / per));
+    cJSON_AddNumberToObject(o, "cpu_ms", sig6(t->cpu_median / per));
     double bytes = bytes_gathered(d, z);
     if (bytes > 0)
         cJSON_AddNumberToObject(o, "gbps", sig6(bytes / (t->median * 1e6)));
@@ -836,8 +872,11 @@ static const char usage[] =
 "\n"
 "Runs yoke's benchmarks and prints one JSON line each: name, impl, shape\n"
 "fields, threads, reps, inner (steps a repetition), median_ms, min_ms,\n"
-"max_ms (per step; per op for overhead.add_chain), gbps (bytes of table rows\n"
-"looked up per second, where it applies), gflops (matmul), peak_rss_mb\n"
+"max_ms (wall time per step; per op for overhead.add_chain), cpu_ms (median\n"
+"process CPU time per step: all threads, so about T x wall at T threads;\n"
+"at T=1 it is the time with other processes' time slices left out), gbps\n"
+"(bytes of table rows looked up per second, where it applies), gflops\n"
+"(matmul), peak_rss_mb\n"
 "(peak resident memory during the benchmark), or \"error\".\n"
 "tools/bench_torch.py runs the same benchmarks with PyTorch, and\n"
 "tools/bench_compare.py runs both and prints a table (tools/BENCH.md).\n"

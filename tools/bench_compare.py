@@ -23,6 +23,7 @@ runs with --python (default /usr/bin/python3, where PyTorch 1.13 lives).
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -52,16 +53,16 @@ def parse_args():
     p.add_argument("--busy", type=float, default=0.15,
                    help="the machine counts as quiet when other processes "
                    "use less than this fraction of all CPUs (default 0.15)")
-    p.add_argument("--retries", type=int, default=2,
+    p.add_argument("--retries", type=int, default=1,
                    help="reruns of a benchmark that other processes "
-                   "disturbed (default 2)")
-    p.add_argument("--patience", type=float, default=900.0,
+                   "disturbed (default 1)")
+    p.add_argument("--patience", type=float, default=300.0,
                    help="seconds after which the driver stops waiting and "
                    "retrying and runs the rest as the machine is "
-                   "(default 900)")
-    p.add_argument("--max-wait", type=float, default=30.0,
+                   "(default 300)")
+    p.add_argument("--max-wait", type=float, default=10.0,
                    help="seconds to wait for a quiet machine before each "
-                   "benchmark (default 30; 0: never wait)")
+                   "benchmark (default 10; 0: never wait)")
     return p.parse_args()
 
 
@@ -221,11 +222,15 @@ def median(r):
     return r.get("median_ms") if r and "error" not in r else None
 
 
+def best(r):
+    return r.get("min_ms") if r and "error" not in r else None
+
+
 def shape_text(r):
     """The shape fields of a record, compactly (V=1e6 D=64 ...)."""
     skip = {"name", "impl", "threads", "reps", "inner", "median_ms", "min_ms",
             "max_ms", "gbps", "gflops", "peak_rss_mb", "error", "per_op",
-            "step_ms", "others", "mode", "sparse"}
+            "step_ms", "others", "mode", "sparse", "cpu_ms"}
     parts = []
     for k, v in r.items():
         if k in skip:
@@ -244,9 +249,10 @@ def print_table(names, results, threads, a):
     """yoke and PyTorch medians (ms per step) and yoke / PyTorch."""
     head = ["benchmark", "shape"]
     for t in threads:
-        head += ["yoke T=%d" % t, "torch T=%d" % t, "yoke/torch T=%d" % t]
+        head += ["yoke T=%d" % t, "torch T=%d" % t, "yoke/torch T=%d" % t,
+                 "min/min T=%d" % t]
     print("| " + " | ".join(head) + " |")
-    print("|" + "|".join(["---"] * 2 + ["---:"] * (3 * len(threads))) + "|")
+    print("|" + "|".join(["---"] * 2 + ["---:"] * (4 * len(threads))) + "|")
     for n in names:
         first = results.get((n, threads[0], "yoke")) or {}
         row = [n, shape_text(first)]
@@ -254,15 +260,16 @@ def print_table(names, results, threads, a):
             y, pt = results.get((n, t, "yoke")), results.get((n, t, "torch"))
             row += [fmt_ms(median(y)) + flag(y, a),
                     fmt_ms(median(pt)) + flag(pt, a),
-                    fmt_ratio(median(y), median(pt))]
+                    fmt_ratio(median(y), median(pt)),
+                    fmt_ratio(best(y), best(pt))]
         print("| " + " | ".join(row) + " |")
 
 
 def print_details(names, results, threads, a):
     """min / max, GB/s and peak memory of every run."""
-    print("| benchmark | T | impl | median ms | min ms | max ms | inner x "
-          "reps | GB/s | GFLOP/s | peak RSS MiB | note |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("| benchmark | T | impl | median ms | min ms | max ms | CPU ms | "
+          "inner x reps | GB/s | GFLOP/s | peak RSS MiB | note |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for n in names:
         for t in threads:
             for impl in ("yoke", "torch"):
@@ -276,42 +283,77 @@ def print_details(names, results, threads, a):
                 g = lambda k: ("%.3g" % r[k]) if k in r else ""
                 runs = ("%d x %d" % (r["inner"], r["reps"])
                         if "inner" in r else "")
-                print("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+                print("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s"
+                      " | %s |"
                       % (n, t, impl, fmt_ms(r.get("median_ms")),
                          fmt_ms(r.get("min_ms")), fmt_ms(r.get("max_ms")),
-                         runs, g("gbps"), g("gflops"), g("peak_rss_mb"),
+                         fmt_ms(r.get("cpu_ms")), runs, g("gbps"), g("gflops"), g("peak_rss_mb"),
                          note))
 
 
+def cpu(r):
+    return r.get("cpu_ms") if r and "error" not in r else None
+
+
+def print_cpu_table(names, results, a):
+    """T=1 by process CPU time: the time slices other processes took are
+    left out, so on a shared machine this is the steadier comparison."""
+    print("| benchmark | yoke CPU ms | torch CPU ms | yoke/torch (CPU) | "
+          "yoke/torch (wall) |")
+    print("|---|---:|---:|---:|---:|")
+    for n in names:
+        y, pt = results.get((n, 1, "yoke")), results.get((n, 1, "torch"))
+        if not y:
+            continue
+        print("| %s | %s | %s | %s | %s |"
+              % (n, fmt_ms(cpu(y)), fmt_ms(cpu(pt)), fmt_ratio(cpu(y), cpu(pt)),
+                 fmt_ratio(median(y), median(pt))))
+
+
+def cpu_gbps(r):
+    """GB/s over CPU time (T=1)."""
+    if not r or "gbps" not in r or not r.get("cpu_ms"):
+        return None
+    return r["gbps"] * r["median_ms"] / r["cpu_ms"]
+
+
 def print_gather_reference(names, results, threads, a):
-    """Bag forward bandwidth as a share of the plain gather loop's best."""
-    t = threads[0]
-    print("| benchmark (T=%d) | yoke GB/s | torch GB/s | gather GB/s | yoke "
-          "%% of gather | torch %% of gather |" % t)
-    print("|---|---:|---:|---:|---:|---:|")
+    """Bag forward bandwidth at T=1 as a share of the plain gather loop's
+    best, by wall time and by CPU time."""
+    print("| benchmark (T=1) | yoke GB/s | torch GB/s | gather GB/s | yoke "
+          "% of gather | torch % of gather | same, by CPU time: yoke | "
+          "torch |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for n in names:
         if not n.startswith("bag.fwd."):
             continue
         L = n.rsplit(".", 1)[1]
-        refs = [results.get(("gather.%s.%s" % (v, L), t, "yoke"))
+        refs = [results.get(("gather.%s.%s" % (v, L), 1, "yoke"))
                 for v in ("plain", "prefetch")]
-        refs = [r["gbps"] for r in refs if r and "gbps" in r]
+        refs = [r for r in refs if r and "gbps" in r]
         if not refs:
             continue
-        ref = max(refs)
-        y = results.get((n, t, "yoke")) or {}
-        pt = results.get((n, t, "torch")) or {}
+        ref = max(r["gbps"] for r in refs)
+        ref_cpu = max(cpu_gbps(r) or 0 for r in refs)
+        y = results.get((n, 1, "yoke")) or {}
+        pt = results.get((n, 1, "torch")) or {}
         cell = lambda r: ("%.3g" % r["gbps"]) if "gbps" in r else "—"
         share = lambda r: ("%.0f%%" % (100 * r["gbps"] / ref)
                            if "gbps" in r else "—")
-        print("| %s | %s | %s | %.3g | %s | %s |"
-              % (n, cell(y), cell(pt), ref, share(y), share(pt)))
+        share_cpu = lambda r: ("%.0f%%" % (100 * cpu_gbps(r) / ref_cpu)
+                               if cpu_gbps(r) and ref_cpu else "—")
+        print("| %s | %s | %s | %.3g | %s | %s | %s | %s |"
+              % (n, cell(y), cell(pt), ref, share(y), share(pt),
+                 share_cpu(y), share_cpu(pt)))
 
 
 # ------------------------------------------------------------------ main
 
 
 def main():
+    # A kill ends the run through the finally below: the servers are told
+    # to stop (their stdin closes) and the JSON log is flushed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     a = parse_args()
     threads = [int(t) for t in a.threads.split(",") if t]
     cmds = {t: tool_commands(a, t) for t in threads}
@@ -351,12 +393,17 @@ def main():
         if log:
             log.close()
     print("Median ms per step (per op for overhead.add_chain); yoke/torch > 1"
-          " means yoke is slower; * = other processes used >= %d%% of the CPUs "
+          " means yoke is slower (min/min: the same for the fastest "
+          "repetitions); * = other processes used >= %d%% of the CPUs "
           "during the run (after %d retries).\n" % (100 * a.busy, a.retries))
     print_table(names, results, threads, a)
     print()
-    print_gather_reference(names, results, threads, a)
-    print()
+    if 1 in threads:
+        print("T=1 by process CPU time (steadier on a shared machine):\n")
+        print_cpu_table(names, results, a)
+        print()
+        print_gather_reference(names, results, threads, a)
+        print()
     print_details(names, results, threads, a)
     return 0
 

@@ -7,8 +7,8 @@ shapes and JSON lines, for tools/bench_compare.py (see tools/BENCH.md).
     /usr/bin/python3 tools/bench_torch.py --list | --serve
 
 Each benchmark prints one JSON line: name, impl ("torch"), shape fields,
-threads, reps, inner, median_ms, min_ms, max_ms (per step; per op for
-overhead.add_chain), gbps (bytes of table rows looked up per second, where
+threads, reps, inner, median_ms, min_ms, max_ms (wall time per step; per op
+for overhead.add_chain), cpu_ms (median process CPU time per step), gbps (bytes of table rows looked up per second, where
 it applies), gflops (matmul), peak_rss_mb, or "error".
 
 Threads: torch.set_num_threads(T), and BLIS_NUM_THREADS=T in the
@@ -90,6 +90,8 @@ BENCHES = [
     ("gather.plain.L100", "gather", "sum", 100, False, "plain"),
     ("gather.prefetch.L20", "gather", "sum", 20, False, "prefetch"),
     ("gather.prefetch.L100", "gather", "sum", 100, False, "prefetch"),
+    ("gather.thp.L20", "gather", "sum", 20, False, "thp"),
+    ("gather.thp.L100", "gather", "sum", 100, False, "thp"),
 ]
 
 
@@ -290,25 +292,33 @@ SETUP = {"bag_fwd": setup_lookup, "bag_sgd": setup_lookup,
 
 
 def timed_steps(step, inner):
-    t0 = time.perf_counter()
+    """(wall ms, process CPU ms) per step over inner steps."""
+    c0, t0 = time.process_time(), time.perf_counter()
     for _ in range(inner):
         step()
-    return (time.perf_counter() - t0) * 1e3 / inner
+    return ((time.perf_counter() - t0) * 1e3 / inner,
+            (time.process_time() - c0) * 1e3 / inner)
+
+
+def median_of(v):
+    h = len(v) // 2
+    return v[h] if len(v) % 2 else (v[h - 1] + v[h]) / 2
 
 
 def measure(step, z):
     """As bench.c: two single warm-up steps (the second sizes inner),
-    warmup - 1 more repetitions, then reps timed repetitions (ms/step)."""
+    warmup - 1 more repetitions, then reps timed repetitions. Returns
+    inner, median, min, max (wall ms per step) and the median CPU ms."""
     timed_steps(step, 1)
-    first = timed_steps(step, 1)
+    first = timed_steps(step, 1)[0]
     inner = int(min(max(math.ceil(z["target_ms"] / max(first, 1e-4)), 1),
                     100000))
     for _ in range(1, z["warmup"]):
         timed_steps(step, inner)
-    times = sorted(timed_steps(step, inner) for _ in range(z["reps"]))
-    h = len(times) // 2
-    median = times[h] if len(times) % 2 else (times[h - 1] + times[h]) / 2
-    return inner, median, times[0], times[-1]
+    runs = [timed_steps(step, inner) for _ in range(z["reps"])]
+    times = sorted(w for w, _ in runs)
+    cpu = sorted(c for _, c in runs)
+    return inner, median_of(times), times[0], times[-1], median_of(cpu)
 
 
 # --------------------------------------------------------- peak memory
@@ -352,13 +362,13 @@ def run_bench(b, z, threads):
         if b.kind == "gather":
             raise NotImplementedError("a plain C loop, no PyTorch counterpart")
         step = SETUP[b.kind](b, z)
-        inner, med, lo, hi = measure(step, z)
+        inner, med, lo, hi, cpu = measure(step, z)
         per = z["chain_ops"] if b.kind == "chain" else 1
         line.update(reps=z["reps"], inner=inner)
         if b.kind == "chain":
             line.update(per_op=True, step_ms=sig6(med))
         line.update(median_ms=sig6(med / per), min_ms=sig6(lo / per),
-                    max_ms=sig6(hi / per))
+                    max_ms=sig6(hi / per), cpu_ms=sig6(cpu / per))
         nbytes = bytes_gathered(b, z)
         if nbytes:
             line["gbps"] = sig6(nbytes / (med * 1e6))

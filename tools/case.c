@@ -16,6 +16,8 @@
 
 /* ================================================================ loader */
 
+static int leaf_group(const cf_case *c, int leaf);
+
 typedef struct loader {
     cf_case *c;
     yk_ctx *ctx;
@@ -325,6 +327,14 @@ static int input_slot(const yk_op_def *op, const char *name)
     return -1;
 }
 
+static const yk_attr_value *attr_of(const cf_node *nd, const char *name)
+{
+    for (int k = 0; k < nd->op->n_attrs; k++)
+        if (strcmp(nd->op->attrs[k].name, name) == 0)
+            return &nd->attrs[k];
+    return NULL;
+}
+
 /* A variadic op's one input: a list of names. */
 static bool parse_variadic(loader *L, cf_node *nd, int j, const cJSON *list,
                            const char *where)
@@ -591,6 +601,21 @@ static bool parse_named(loader *L, const cJSON *j, const char *where,
     return true;
 }
 
+/* expected.params: trained leaves only (the others do not change). */
+static bool parse_expected_params(loader *L, const cJSON *j)
+{
+    cf_case *c = L->c;
+    if (!parse_named(L, j, "expected.params", true, &c->params, &c->n_params))
+        return false;
+    for (int k = 0; k < c->n_params; k++) {
+        const char *name = c->leaves[c->params[k].index].name;
+        if (leaf_group(c, c->params[k].index) < 0)
+            return bad(L, "expected.params.%s: tensor \"%s\" is in no "
+                       "optimizer group, so it is not trained", name, name);
+    }
+    return true;
+}
+
 static bool parse_expected(loader *L, const cJSON *j)
 {
     static const char *const keys[] = {"values", "grads", "params", "error",
@@ -618,13 +643,15 @@ static bool parse_expected(loader *L, const cJSON *j)
     }
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "values");
     const cJSON *g = cJSON_GetObjectItemCaseSensitive(j, "grads");
-    if (cJSON_GetObjectItemCaseSensitive(j, "params") && !c->optimizer)
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "params");
+    if (p && !c->optimizer)
         return bad(L, "expected.params: only a case with an \"optimizer\" "
                    "has params after its steps");
     return (!v || parse_named(L, v, "expected.values", false, &c->values,
                               &c->n_values)) &&
            (!g || parse_named(L, g, "expected.grads", true, &c->grads,
-                              &c->n_grads));
+                              &c->n_grads)) &&
+           (!p || parse_expected_params(L, p));
 }
 
 static bool parse_tolerance(loader *L, const cJSON *j)
@@ -646,6 +673,250 @@ static bool parse_tolerance(loader *L, const cJSON *j)
         *dst[i] = e->valuedouble;
     }
     return true;
+}
+
+/* ------------------------------------------------------------- optimizer */
+
+/* torch.optim's argument names that some optimizer here has, with the JSON
+ * type of their value. */
+typedef enum param_type { P_NUMBER, P_BOOL, P_PAIR } param_type;
+
+static const struct {
+    const char *name;
+    param_type type;
+} optim_params[] = {
+    {"lr", P_NUMBER},       {"momentum", P_NUMBER}, {"dampening", P_NUMBER},
+    {"nesterov", P_BOOL},   {"weight_decay", P_NUMBER}, {"betas", P_PAIR},
+    {"eps", P_NUMBER},      {"amsgrad", P_BOOL},    {"lr_decay", P_NUMBER},
+    {"initial_accumulator_value", P_NUMBER},
+};
+#define N_OPTIM_PARAMS ((int)(sizeof optim_params / sizeof optim_params[0]))
+
+static int optim_param_index(const char *name)
+{
+    for (int i = 0; i < N_OPTIM_PARAMS; i++)
+        if (strcmp(optim_params[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* The group a leaf is trained in, or -1. */
+static int leaf_group(const cf_case *c, int leaf)
+{
+    for (int k = 0; k < c->n_groups; k++)
+        for (int i = 0; i < c->groups[k].n_leaves; i++)
+            if (c->groups[k].leaves[i] == leaf)
+                return k;
+    return -1;
+}
+
+/* JSON types only: a name no optimizer has, or a value torch refuses, is
+ * the run's invalid_argument (case.h). */
+static bool parse_group_params(loader *L, cf_group *gr, const cJSON *j,
+                               const char *where)
+{
+    if (!cJSON_IsObject(j))
+        return bad(L, "%s: must be an object of torch.optim arguments, got "
+                   "%s", where, json_type(j));
+    if (!no_duplicates(L, j, where))
+        return false;
+    for (const cJSON *e = j->child; e; e = e->next) {
+        int k = optim_param_index(e->string);
+        if (k < 0)
+            continue;
+        switch (optim_params[k].type) {
+        case P_NUMBER:
+            if (!cJSON_IsNumber(e))
+                return bad(L, "%s.%s: must be a number, got %s", where,
+                           e->string, json_type(e));
+            break;
+        case P_BOOL:
+            if (!cJSON_IsBool(e))
+                return bad(L, "%s.%s: must be true or false, got %s", where,
+                           e->string, json_type(e));
+            break;
+        case P_PAIR:
+            if (!cJSON_IsArray(e) || cJSON_GetArraySize(e) != 2 ||
+                !cJSON_IsNumber(e->child) || !cJSON_IsNumber(e->child->next))
+                return bad(L, "%s.%s: must be a list of two numbers "
+                           "[beta1, beta2], got %s", where, e->string,
+                           cJSON_IsArray(e) ? "another list" : json_type(e));
+            break;
+        }
+    }
+    gr->params = j;
+    return true;
+}
+
+/* owner[leaf]: the group that already has the leaf, or -1. */
+static bool parse_group_leaves(loader *L, int k, const cJSON *j,
+                               const char *where, int *owner)
+{
+    cf_group *gr = &L->c->groups[k];
+    if (!cJSON_IsArray(j))
+        return bad(L, "%s: must be a list of tensor names, got %s", where,
+                   json_type(j));
+    int n = cJSON_GetArraySize(j);
+    gr->leaves = calloc((size_t)(n ? n : 1), sizeof *gr->leaves);
+    if (!gr->leaves)
+        return bad(L, "out of memory");
+    for (const cJSON *e = j->child; e; e = e->next) {
+        char w[200];
+        snprintf(w, sizeof w, "%.150s[%d]", where, gr->n_leaves);
+        if (!cJSON_IsString(e))
+            return bad(L, "%s: must name a tensor, got %s", w, json_type(e));
+        int i = cf_leaf_index(L->c, e->valuestring);
+        if (i < 0)
+            return bad(L, "%s: there is no tensor \"%s\"", w, e->valuestring);
+        if (!L->c->leaves[i].requires_grad)
+            return bad(L, "%s: tensor \"%s\" does not require grad, so an "
+                       "optimizer cannot train it", w, e->valuestring);
+        if (owner[i] >= 0)
+            return bad(L, "%s: tensor \"%s\" is already in "
+                       "optimizer.groups[%d]; a leaf is in at most one group",
+                       w, e->valuestring, owner[i]);
+        owner[i] = k;
+        gr->leaves[gr->n_leaves++] = i;
+    }
+    return true;
+}
+
+static bool parse_group(loader *L, int k, const cJSON *j, int *owner)
+{
+    static const char *const keys[] = {"name", "leaves", "params", NULL};
+    cf_group *gr = &L->c->groups[k];
+    char where[64], w[96];
+    snprintf(where, sizeof where, "optimizer.groups[%d]", k);
+    if (!cJSON_IsObject(j))
+        return bad(L, "%s: must be an object {\"name\", \"leaves\", "
+                   "\"params\"}, got %s", where, json_type(j));
+    if (!keys_ok(L, j, where, keys))
+        return false;
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(j, "name");
+    if (!cJSON_IsString(name))
+        return bad(L, "%s.name: must be an optimizer name such as \"adam\", "
+                   "got %s", where, json_type(name));
+    gr->optimizer = name->valuestring;
+    const cJSON *leaves = cJSON_GetObjectItemCaseSensitive(j, "leaves");
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(j, "params");
+    snprintf(w, sizeof w, "%s.leaves", where);
+    if (!leaves)
+        return bad(L, "%s: missing (the tensors the group trains)", w);
+    if (!parse_group_leaves(L, k, leaves, w, owner))
+        return false;
+    snprintf(w, sizeof w, "%s.params", where);
+    return !params || parse_group_params(L, gr, params, w);
+}
+
+static bool parse_groups(loader *L, const cJSON *j)
+{
+    cf_case *c = L->c;
+    if (!cJSON_IsArray(j))
+        return bad(L, "optimizer.groups: must be a list of groups, got %s",
+                   json_type(j));
+    int n = cJSON_GetArraySize(j);
+    c->groups = calloc((size_t)(n ? n : 1), sizeof *c->groups);
+    int *owner = malloc((size_t)(c->n_leaves ? c->n_leaves : 1) *
+                        sizeof *owner);
+    bool ok = c->groups && owner;
+    if (!ok)
+        bad(L, "out of memory");
+    for (int i = 0; ok && i < c->n_leaves; i++)
+        owner[i] = -1;
+    int k = 0;
+    for (const cJSON *e = j->child; ok && e; e = e->next, k++) {
+        c->n_groups = k + 1; /* so that cf_free frees a half-made group */
+        ok = parse_group(L, k, e, owner);
+    }
+    free(owner);
+    return ok;
+}
+
+/* One step's feed: leaves without requires_grad, each of its dtype. */
+static bool parse_feed(loader *L, int k, const cJSON *j)
+{
+    cf_case *c = L->c;
+    cf_feed *fd = &c->feeds[k];
+    char where[64];
+    snprintf(where, sizeof where, "optimizer.feeds[%d]", k);
+    if (!cJSON_IsObject(j))
+        return bad(L, "%s: must be an object of named tensors, got %s", where,
+                   json_type(j));
+    if (!no_duplicates(L, j, where))
+        return false;
+    int n = cJSON_GetArraySize(j);
+    fd->t = calloc((size_t)(n ? n : 1), sizeof *fd->t);
+    if (!fd->t)
+        return bad(L, "out of memory");
+    for (const cJSON *e = j->child; e; e = e->next) {
+        char w[200];
+        snprintf(w, sizeof w, "%s.%s", where, e->string);
+        int i = cf_leaf_index(c, e->string);
+        if (i < 0)
+            return bad(L, "%s: there is no tensor \"%s\"", w, e->string);
+        if (c->leaves[i].requires_grad)
+            return bad(L, "%s: tensor \"%s\" requires grad; only leaves "
+                       "without it (indices, offsets, inputs) are fed", w,
+                       e->string);
+        yk_tensor *t = parse_tensor(L, e, w, NULL);
+        if (!t)
+            return false;
+        fd->t[fd->n].index = i;
+        fd->t[fd->n++].t = t;
+        yk_dtype want = yk_tensor_dtype(c->leaves[i].value);
+        if (yk_tensor_dtype(t) != want)
+            return bad(L, "%s: dtype %s, but tensor \"%s\" is %s (a fed "
+                       "tensor keeps its dtype)", w,
+                       yk_dtype_name(yk_tensor_dtype(t)), e->string,
+                       yk_dtype_name(want));
+    }
+    return true;
+}
+
+static bool parse_feeds(loader *L, const cJSON *j)
+{
+    cf_case *c = L->c;
+    if (!cJSON_IsArray(j))
+        return bad(L, "optimizer.feeds: must be a list of one object a step, "
+                   "got %s", json_type(j));
+    if (cJSON_GetArraySize(j) != c->steps)
+        return bad(L, "optimizer.feeds: has %d entries, but steps is %d (one "
+                   "feed a step)", cJSON_GetArraySize(j), c->steps);
+    c->feeds = calloc((size_t)c->steps, sizeof *c->feeds);
+    if (!c->feeds)
+        return bad(L, "out of memory");
+    int k = 0;
+    for (const cJSON *e = j->child; e; e = e->next, k++)
+        if (!parse_feed(L, k, e))
+            return false;
+    return true;
+}
+
+static bool parse_optimizer(loader *L, const cJSON *j)
+{
+    static const char *const keys[] = {"steps", "groups", "feeds", NULL};
+    cf_case *c = L->c;
+    if (!cJSON_IsObject(j))
+        return bad(L, "optimizer: must be an object {\"steps\", \"groups\"}, "
+                   "got %s", json_type(j));
+    if (!keys_ok(L, j, "optimizer", keys))
+        return false;
+    const cJSON *steps = cJSON_GetObjectItemCaseSensitive(j, "steps");
+    int64_t n;
+    if (!get_int(steps, 1, INT32_MAX, &n)) {
+        if (cJSON_IsNumber(steps))
+            return bad(L, "optimizer.steps: must be an integer >= 1, got %g",
+                       steps->valuedouble);
+        return bad(L, "optimizer.steps: must be an integer >= 1, got %s",
+                   json_type(steps));
+    }
+    c->steps = (int)n;
+    const cJSON *groups = cJSON_GetObjectItemCaseSensitive(j, "groups");
+    if (!groups)
+        return bad(L, "optimizer.groups: missing (a list of groups, each "
+                   "{\"name\", \"leaves\", \"params\"})");
+    const cJSON *feeds = cJSON_GetObjectItemCaseSensitive(j, "feeds");
+    return parse_groups(L, groups) && (!feeds || parse_feeds(L, feeds));
 }
 
 static bool parse_case(loader *L)
@@ -680,6 +951,7 @@ static bool parse_case(loader *L)
            parse_nodes(L, cJSON_GetObjectItemCaseSensitive(root, "nodes")) &&
            (!seeds || parse_named(L, seeds, "seeds", false, &c->seeds,
                                   &c->n_seeds)) &&
+           (!c->optimizer || parse_optimizer(L, c->optimizer)) &&
            (!exp || parse_expected(L, exp)) &&
            (!tol || parse_tolerance(L, tol));
 }
@@ -702,6 +974,7 @@ cf_case *cf_from_json(cJSON *root, const char *origin, cf_op_lookup lookup,
     c->origin = o;
     c->ctx = ctx;
     c->rtol = c->atol = -1;
+    c->steps = 1;
     loader L = {c, ctx, lookup ? lookup : yk_op_find, err, errlen};
     if (!parse_case(&L)) {
         cf_free(c);
@@ -813,6 +1086,13 @@ void cf_free(cf_case *c)
     free_named(c->seeds, c->n_seeds);
     free_named(c->values, c->n_values);
     free_named(c->grads, c->n_grads);
+    free_named(c->params, c->n_params);
+    for (int k = 0; c->groups && k < c->n_groups; k++)
+        free(c->groups[k].leaves);
+    free(c->groups);
+    for (int k = 0; c->feeds && k < c->steps; k++)
+        free_named(c->feeds[k].t, c->feeds[k].n);
+    free(c->feeds);
     yk_ctx_free(c->ctx);
     cJSON_Delete(c->root);
     free((char *)c->origin);
@@ -821,9 +1101,8 @@ void cf_free(cf_case *c)
 
 const char *cf_unsupported(const cf_case *c)
 {
-    return c->optimizer ? "optimizer blocks not supported yet (this version "
-                          "of tools/gradcheck evaluates one step without an "
-                          "optimizer)" : NULL;
+    (void)c;
+    return NULL;
 }
 
 /* ============================================================= sessions */
@@ -837,7 +1116,8 @@ bool cf_session_init(cf_session *s, const cf_case *c, char *err,
     s->model = yk_model_new(c->ctx);
     s->params = calloc((size_t)c->n_leaves + 1, sizeof *s->params);
     s->inputs = calloc((size_t)c->n_leaves + 1, sizeof *s->inputs);
-    bool ok = s->model && s->params && s->inputs;
+    s->optims = calloc((size_t)c->n_groups + 1, sizeof *s->optims);
+    bool ok = s->model && s->params && s->inputs && s->optims;
     for (int i = 0; ok && i < c->n_leaves; i++) {
         const cf_leaf *lf = &c->leaves[i];
         s->inputs[i] = lf->value;
@@ -860,10 +1140,22 @@ bool cf_session_init(cf_session *s, const cf_case *c, char *err,
 
 void cf_session_free(cf_session *s)
 {
+    for (int k = 0; s->optims && k < s->c->n_groups; k++)
+        yk_optim_free(s->optims[k]); /* before the model they borrow from */
+    free(s->optims);
     yk_model_free(s->model);
     free(s->params);
     free(s->inputs);
     memset(s, 0, sizeof *s);
+}
+
+void cf_session_feed(cf_session *s, int k)
+{
+    const cf_case *c = s->c;
+    if (!c->feeds || k < 0 || k >= c->steps)
+        return;
+    for (int i = 0; i < c->feeds[k].n; i++)
+        s->inputs[c->feeds[k].t[i].index] = c->feeds[k].t[i].t;
 }
 
 /* The status and message of a failed graph, prefixed with the node. */
@@ -959,12 +1251,44 @@ static bool scaled_seeds(const cf_case *c, double scale, yk_tensor **out)
     return true;
 }
 
+/* Every seeded node has its seed's shape: a feed may change shapes, but
+ * not a seeded node's (case-format.md). Named here, by node, rather than
+ * by the library's seed number. */
+static yk_status seed_shapes(cf_session *s, yk_node **syms, cf_result *r)
+{
+    const cf_case *c = s->c;
+    for (int k = 0; k < c->n_seeds; k++) {
+        const yk_tensor *seed = c->seeds[k].t;
+        yk_node *x = syms[c->n_leaves + c->seeds[k].index];
+        int nd = yk_node_ndim(x);
+        bool same = nd == yk_tensor_ndim(seed);
+        for (int i = 0; same && i < nd; i++)
+            same = yk_node_shape(x)[i] == yk_tensor_shape(seed)[i];
+        if (same)
+            continue;
+        char a[96], b[96];
+        int64_t shape[YK_MAX_DIMS];
+        for (int i = 0; i < nd && i < YK_MAX_DIMS; i++)
+            shape[i] = yk_node_shape(x)[i];
+        format_shape(nd, shape, a, sizeof a);
+        yk_shape_format(seed, b, sizeof b);
+        snprintf(r->message, sizeof r->message, "node \"%s\" has shape %s, "
+                 "but its seed has shape %s%s", c->nodes[c->seeds[k].index].name,
+                 a, b, c->feeds ? " (a feed may change shapes only where "
+                 "no seeded node's shape changes)" : "");
+        return r->status = YK_ESHAPE;
+    }
+    return YK_OK;
+}
+
 static yk_status backward(cf_session *s, yk_graph *g, yk_node **syms,
                           double scale, cf_result *r)
 {
     const cf_case *c = s->c;
-    if (c->n_seeds == 0)
+    if (c->n_seeds <= 0)
         return YK_OK;
+    if (seed_shapes(s, syms, r) != YK_OK)
+        return r->status;
     yk_node **nodes = calloc((size_t)c->n_seeds, sizeof *nodes);
     yk_tensor **seeds = calloc((size_t)c->n_seeds, sizeof *seeds);
     yk_status st = YK_ENOMEM;
@@ -1025,10 +1349,14 @@ static void drop_tensors(const cf_case *c, cf_result *r)
         yk_tensor_free(r->values[j]);
     for (int i = 0; r->grads && i < c->n_leaves; i++)
         yk_tensor_free(r->grads[i]);
+    for (int i = 0; r->params && i < c->n_leaves; i++)
+        yk_tensor_free(r->params[i]);
     free(r->values);
     free(r->grads);
+    free(r->params);
     r->values = NULL;
     r->grads = NULL;
+    r->params = NULL;
 }
 
 void cf_eval(cf_session *s, double seed_scale, cf_result *r)
@@ -1050,6 +1378,197 @@ void cf_eval(cf_session *s, double seed_scale, cf_result *r)
     yk_graph_end(g);
     free(syms);
     if (r->status != YK_OK)
+        drop_tensors(c, r);
+}
+
+/* ------------------------------------------------------- optimizer steps */
+
+__attribute__((format(printf, 3, 4)))
+static yk_status run_error(cf_result *r, yk_status st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->message, sizeof r->message, fmt, ap);
+    va_end(ap);
+    return r->status = st;
+}
+
+/* Sets one params entry in *o (false: kind has no such parameter). "betas"
+ * is torch's pair for the library's beta1 and beta2; the library's own
+ * names beta1 and beta2 are not torch's, so they are unknown here. */
+static bool set_param(yk_ctx *ctx, yk_optim_kind kind, yk_optim_opts *o,
+                      const cJSON *e)
+{
+    int k = optim_param_index(e->string);
+    if (k < 0)
+        return false;
+    switch (optim_params[k].type) {
+    case P_PAIR:
+        return yk_optim_opts_set(ctx, kind, o, "beta1",
+                                 e->child->valuedouble) == YK_OK &&
+               yk_optim_opts_set(ctx, kind, o, "beta2",
+                                 e->child->next->valuedouble) == YK_OK;
+    case P_BOOL:
+        return yk_optim_opts_set(ctx, kind, o, e->string,
+                                 cJSON_IsTrue(e)) == YK_OK;
+    case P_NUMBER:
+        break;
+    }
+    return yk_optim_opts_set(ctx, kind, o, e->string, e->valuedouble) ==
+           YK_OK;
+}
+
+/* "lr", "betas", ...: the parameters kind has, for messages. */
+static void kind_params(yk_ctx *ctx, yk_optim_kind kind, char *buf,
+                        size_t size)
+{
+    buf[0] = '\0';
+    for (int i = 0; i < N_OPTIM_PARAMS; i++) {
+        yk_optim_opts scratch = yk_optim_defaults(kind);
+        const char *name = optim_params[i].name;
+        if (yk_optim_opts_set(ctx, kind, &scratch, optim_params[i].type ==
+                              P_PAIR ? "beta1" : name, 0) == YK_OK)
+            append_name(buf, size, name);
+    }
+    yk_clear_error(ctx);
+}
+
+/* The node that keeps leaf's gradient from being row-sparse, or -1: it is
+ * row-sparse when every node that uses the leaf is an embedding or
+ * embedding_bag with sparse true that takes it as weight (and only so). */
+static int dense_use(const cf_case *c, int leaf)
+{
+    for (int j = 0; j < c->n_nodes; j++) {
+        const cf_node *nd = &c->nodes[j];
+        bool lookup = strcmp(nd->op->name, "embedding") == 0 ||
+                      strcmp(nd->op->name, "embedding_bag") == 0;
+        const yk_attr_value *sparse = attr_of(nd, "sparse");
+        int weight = input_slot(nd->op, "weight");
+        for (int k = 0; k < nd->n_in; k++)
+            if (nd->in[k] == leaf &&
+                (!lookup || !sparse || !sparse->i || k != weight))
+                return j;
+    }
+    return -1;
+}
+
+/* Group k's optimizer from its name and params, its leaves added. */
+static yk_status make_optimizer(cf_session *s, int k, cf_result *r)
+{
+    const cf_case *c = s->c;
+    const cf_group *gr = &c->groups[k];
+    char where[128], list[256];
+    snprintf(where, sizeof where, "optimizer.groups[%d] (\"%.60s\")", k,
+             gr->optimizer);
+    yk_optim_kind kind;
+    if (!yk_optim_kind_from_name(gr->optimizer, &kind))
+        return run_error(r, YK_EINVAL, "%s: unknown optimizer \"%s\" (known: "
+                         "sgd, adam, adamw, adagrad, sparse_adam, and yoke's "
+                         "rowwise_adagrad)", where, gr->optimizer);
+    yk_optim_opts o = yk_optim_defaults(kind);
+    for (const cJSON *e = gr->params ? gr->params->child : NULL; e;
+         e = e->next)
+        if (!set_param(s->ctx, kind, &o, e)) {
+            kind_params(s->ctx, kind, list, sizeof list);
+            return run_error(r, YK_EINVAL, "%s: unknown parameter \"%s\" "
+                             "(%s takes %s)", where, e->string,
+                             yk_optim_kind_name(kind), list);
+        }
+    if (kind == YK_OPTIM_SPARSE_ADAM)
+        for (int i = 0; i < gr->n_leaves; i++) {
+            int j = dense_use(c, gr->leaves[i]);
+            if (j >= 0)
+                return run_error(r, YK_EINVAL, "%s: leaf \"%s\" needs a "
+                                 "row-sparse gradient, but node \"%s\" (%s) "
+                                 "makes it dense: only embedding or "
+                                 "embedding_bag with sparse true, taking it as "
+                                 "weight, give a row-sparse one", where,
+                                 c->leaves[gr->leaves[i]].name,
+                                 c->nodes[j].name, c->nodes[j].op->name);
+        }
+    s->optims[k] = yk_optim_new(s->ctx, kind, &o);
+    if (!s->optims[k])
+        return run_error(r, yk_last_status(s->ctx), "%s: %s", where,
+                         yk_last_error(s->ctx));
+    for (int i = 0; i < gr->n_leaves; i++)
+        if (yk_optim_add(s->optims[k], s->params[gr->leaves[i]]) != YK_OK)
+            return run_error(r, yk_last_status(s->ctx), "%s: %s", where,
+                             yk_last_error(s->ctx));
+    return YK_OK;
+}
+
+static yk_status step_optimizers(cf_session *s, cf_result *r)
+{
+    for (int k = 0; k < s->c->n_groups; k++)
+        if (yk_optim_step(s->optims[k]) != YK_OK)
+            return run_error(r, yk_last_status(s->ctx), "optimizer.groups[%d] "
+                             "(\"%.60s\"): %s", k, s->c->groups[k].optimizer,
+                             yk_last_error(s->ctx));
+    return YK_OK;
+}
+
+/* The trained leaves' values, after the last step. */
+static yk_status read_params(cf_session *s, cf_result *r)
+{
+    const cf_case *c = s->c;
+    r->params = calloc((size_t)c->n_leaves + 1, sizeof *r->params);
+    if (!r->params)
+        return run_error(r, YK_ENOMEM, "out of memory");
+    for (int i = 0; i < c->n_leaves; i++) {
+        if (leaf_group(c, i) < 0)
+            continue;
+        r->params[i] = yk_tensor_clone(yk_param_value(s->params[i]));
+        if (!r->params[i])
+            return run_error(r, YK_ENOMEM, "out of memory");
+    }
+    return YK_OK;
+}
+
+/* Moves step k's error into r (which holds the first step), naming the
+ * step when there are several. */
+static void step_failed(const cf_case *c, int k, const cf_result *step,
+                        cf_result *r)
+{
+    char msg[CF_MSG];
+    snprintf(msg, sizeof msg, "%s", step->message);
+    r->status = step->status;
+    if (c->steps > 1)
+        snprintf(r->message, sizeof r->message, "step %d of %d: %.460s", k + 1,
+                 c->steps, msg);
+    else
+        snprintf(r->message, sizeof r->message, "%s", msg);
+}
+
+void cf_run(cf_session *s, cf_result *r)
+{
+    const cf_case *c = s->c;
+    memset(r, 0, sizeof *r);
+    cf_session_feed(s, 0);
+    if (!c->optimizer) {
+        cf_eval(s, 1.0, r);
+        return;
+    }
+    yk_clear_error(s->ctx);
+    for (int k = 0; k < c->n_groups; k++)
+        if (make_optimizer(s, k, r) != YK_OK)
+            return;
+    for (int k = 0; k < c->steps; k++) {
+        cf_result step, *sr = k == 0 ? r : &step;
+        cf_session_feed(s, k);
+        cf_eval(s, 1.0, sr);
+        if (sr->status == YK_OK)
+            step_optimizers(s, sr);
+        yk_model_zero_grad(s->model);
+        if (sr->status != YK_OK)
+            step_failed(c, k, sr, r);
+        if (sr != r)
+            cf_result_free(c, sr);
+        if (r->status != YK_OK) {
+            drop_tensors(c, r);
+            return;
+        }
+    }
+    if (read_params(s, r) != YK_OK)
         drop_tensors(c, r);
 }
 
@@ -1176,7 +1695,22 @@ void cf_print_result(FILE *f, const cf_case *c, const cf_result *r)
         fputs(": ", f);
         cf_print_tensor(f, r->grads[i]);
     }
-    fputs("}}\n", f);
+    fputs("}", f);
+    if (r->params) {
+        fputs(",\n \"params\": {", f);
+        first = true;
+        for (int i = 0; i < c->n_leaves; i++) {
+            if (!r->params[i])
+                continue;
+            fputs(first ? "\n  " : ",\n  ", f);
+            first = false;
+            cf_print_string(f, c->leaves[i].name);
+            fputs(": ", f);
+            cf_print_tensor(f, r->params[i]);
+        }
+        fputs("}", f);
+    }
+    fputs("}\n", f);
 }
 
 const char *cf_format_index(const yk_tensor *t, int64_t i, char *buf,
@@ -1237,7 +1771,8 @@ static bool same_shape(const yk_tensor *a, const yk_tensor *b)
  * worst element and how many differ. */
 static void compare_tensor(const cf_case *c, const char *kind,
                            const char *name, const yk_tensor *got,
-                           const yk_tensor *want, cf_report *r)
+                           const yk_tensor *want, int64_t *compared,
+                           cf_report *r)
 {
     char b1[96], b2[96];
     if (yk_tensor_dtype(got) != yk_tensor_dtype(want)) {
@@ -1266,10 +1801,7 @@ static void compare_tensor(const cf_case *c, const char *kind,
             worst_excess = excess;
         }
     }
-    if (kind[0] == 'v')
-        r->values_compared += n;
-    else
-        r->grads_compared += n;
+    *compared += n;
     if (n_bad)
         fail(r, "%s \"%s\"%s: got %.17g, expected %.17g (%lld of %lld "
              "elements differ by more than %g + %g * |expected|)", kind, name,
@@ -1283,10 +1815,16 @@ static void compare_expected(const cf_case *c, const cf_result *res,
 {
     for (int k = 0; k < c->n_values; k++)
         compare_tensor(c, "value", c->nodes[c->values[k].index].name,
-                       res->values[c->values[k].index], c->values[k].t, r);
+                       res->values[c->values[k].index], c->values[k].t,
+                       &r->values_compared, r);
     for (int k = 0; k < c->n_grads; k++)
         compare_tensor(c, "grad", c->leaves[c->grads[k].index].name,
-                       res->grads[c->grads[k].index], c->grads[k].t, r);
+                       res->grads[c->grads[k].index], c->grads[k].t,
+                       &r->grads_compared, r);
+    for (int k = 0; k < c->n_params; k++)
+        compare_tensor(c, "param", c->leaves[c->params[k].index].name,
+                       res->params[c->params[k].index], c->params[k].t,
+                       &r->params_compared, r);
 }
 
 /* Two backward passes must agree bit for bit, and a zero seed must give
@@ -1349,14 +1887,6 @@ static yk_status is_kink(cf_session *s, double *v, int64_t i, double lp,
     return e;
 }
 
-static const yk_attr_value *attr_of(const cf_node *nd, const char *name)
-{
-    for (int k = 0; k < nd->op->n_attrs; k++)
-        if (strcmp(nd->op->attrs[k].name, name) == 0)
-            return &nd->attrs[k];
-    return NULL;
-}
-
 /* Nodes that take symbol sym as an input. */
 static int uses_of(const cf_case *c, int sym)
 {
@@ -1407,9 +1937,10 @@ static int64_t count_row(const yk_tensor *idx, int64_t row)
  * row's count in the input) for a scale_grad_by_freq lookup that is the
  * leaf's only use, else 1.
  */
-static bool fd_contract(const cf_case *c, int leaf, int64_t row,
+static bool fd_contract(const cf_session *s, int leaf, int64_t row,
                         double *factor)
 {
+    const cf_case *c = s->c;
     const yk_tensor *t = c->leaves[leaf].value;
     int64_t V = yk_tensor_ndim(t) ? yk_tensor_shape(t)[0] : 0;
     *factor = 1;
@@ -1428,7 +1959,7 @@ static bool fd_contract(const cf_case *c, int leaf, int64_t row,
             continue;
         if (nd->in[0] < 0 || nd->in[0] >= c->n_leaves)
             return false; /* indices are always leaves; be safe */
-        int64_t n = count_row(c->leaves[nd->in[0]].value, row);
+        int64_t n = count_row(s->inputs[nd->in[0]], row); /* as fed */
         if (n == 0)
             continue; /* this lookup sends the row nothing */
         if (nd->in[1] != leaf || uses_of(c, leaf) != 1)
@@ -1518,7 +2049,7 @@ static void fd_check(cf_session *s, const cf_result *res,
                              ? n / yk_tensor_shape(t)[0] : 1;
         for (int64_t e = 0; e < n; e++) {
             double factor;
-            if (!fd_contract(c, i, e / rowlen, &factor)) {
+            if (!fd_contract(s, i, e / rowlen, &factor)) {
                 r->fd_exempt++;
                 continue;
             }
@@ -1595,10 +2126,6 @@ void cf_check(const cf_case *c, const cf_check_opts *opts, cf_report *r)
     memset(r, 0, sizeof *r);
     r->passed = true;
     cf_check_opts o = check_defaults(opts);
-    if (cf_unsupported(c)) {
-        fail(r, "%s", cf_unsupported(c));
-        return;
-    }
     cf_session s;
     char err[CF_MSG];
     if (!cf_session_init(&s, c, err, sizeof err)) {
@@ -1606,7 +2133,10 @@ void cf_check(const cf_case *c, const cf_check_opts *opts, cf_report *r)
         return;
     }
     cf_result r1;
-    cf_eval(&s, 1.0, &r1);
+    cf_run(&s, &r1);
+    /* The gradient checks are of the first step: a fresh session, the
+     * leaves as given and feeds[0]. */
+    cf_session_free(&s);
     if (r1.status != YK_OK)
         snprintf(r->error, sizeof r->error, "%s: %s",
                  yk_status_name(r1.status), r1.message);
@@ -1616,9 +2146,13 @@ void cf_check(const cf_case *c, const cf_check_opts *opts, cf_report *r)
         fail(r, "evaluation failed with %s", r->error);
     } else {
         compare_expected(c, &r1, r);
-        if (c->n_seeds > 0)
+        if (c->n_seeds > 0 && !cf_session_init(&s, c, err, sizeof err)) {
+            fail(r, "%s", err);
+        } else if (c->n_seeds > 0) {
+            cf_session_feed(&s, 0);
             check_grads(&s, &r1, &o, r);
+            cf_session_free(&s);
+        }
     }
     cf_result_free(c, &r1);
-    cf_session_free(&s);
 }

@@ -15,9 +15,28 @@
  *   cf_result   one evaluation: every node's value, every requires_grad
  *               leaf's gradient, or the clean error of invalid input
  *
- * A session is the place where a multi-step optimizer loop will go (feeds
- * -> evaluate -> backward -> optimizer step); cases with an "optimizer"
- * block are refused for now (cf_unsupported).
+ * A case with an "optimizer" block is run for its steps by cf_run (feeds
+ * -> evaluate -> backward -> every group's optimizer -> zero_grad).
+ *
+ * What is a malformed file (cf_load refuses it: exit 1) and what is an
+ * invalid_argument evaluation (the error object) in an optimizer block:
+ *   malformed: a block, group, params or feeds of the wrong JSON type or
+ *     with unknown keys; "steps" not an integer >= 1; "feeds" not a list of
+ *     exactly "steps" objects; a group leaf that is not a tensor, does not
+ *     require grad, or is already in a group (this one or another); a fed
+ *     name that is not a tensor or requires grad; a fed tensor of another
+ *     dtype than its leaf; a known parameter of the wrong JSON type
+ *     ("nesterov" and "amsgrad" are booleans, "betas" a list of two numbers,
+ *     the others numbers); expected.params naming a leaf in no group.
+ *   invalid_argument: an optimizer name that is not one of sgd, adam,
+ *     adamw, adagrad, sparse_adam (or yoke's rowwise_adagrad); a parameter
+ *     the optimizer does not have (whatever its value: torch's flags such
+ *     as "maximize" or "foreach" are unknown here too); a value torch.optim
+ *     refuses (negative lr, eps, weight_decay, ...; a beta outside [0, 1);
+ *     nesterov without momentum or with dampening; sgd without lr); a
+ *     sparse_adam leaf whose gradient is not row-sparse (case-format.md).
+ *   A step's own error (a feed that makes it invalid) fails the whole case
+ *   with that error, its message prefixed with the step.
  */
 #ifndef YOKE_TOOLS_CASE_H
 #define YOKE_TOOLS_CASE_H
@@ -50,6 +69,20 @@ typedef struct cf_named {
     yk_tensor *t;
 } cf_named;
 
+/* One optimizer group: its leaves, trained by one optimizer. */
+typedef struct cf_group {
+    const char *optimizer; /* as written; checked when the case runs */
+    int n_leaves;
+    int *leaves;           /* leaf indices: requires_grad, one group each */
+    const cJSON *params;   /* the "params" object, or NULL */
+} cf_group;
+
+/* What one step feeds: leaves without requires_grad and their tensors. */
+typedef struct cf_feed {
+    int n;
+    cf_named *t; /* index: a leaf */
+} cf_feed;
+
 typedef struct cf_case {
     cJSON *root;        /* owns every string below */
     yk_ctx *ctx;        /* owns the tensors; sessions evaluate in it */
@@ -62,6 +95,13 @@ typedef struct cf_case {
     const char *expected_error; /* category, or NULL */
     double rtol, atol;          /* < 0: the dtype's default */
     const cJSON *optimizer;     /* NULL when absent */
+    int steps;                  /* 1 without an optimizer */
+    int n_groups;
+    cf_group *groups;
+    cf_feed *feeds;             /* [steps], or NULL without feeds */
+    int n_params;
+    cf_named *params;           /* expected.params: leaf, value after the
+                                   last step */
 } cf_case;
 
 /* Finds an op by name; tests pass their own to check the checker. */
@@ -78,7 +118,8 @@ cf_case *cf_from_json(cJSON *root, const char *origin, cf_op_lookup lookup,
                       char *err, size_t errlen);
 void cf_free(cf_case *c);
 
-/* Why the case cannot be evaluated by this version of the tool, or NULL. */
+/* Why the case cannot be evaluated by this version of the tool, or NULL
+ * (every valid case can be now; kept for callers that ask). */
 const char *cf_unsupported(const cf_case *c);
 
 /* Node or leaf index by name, -1 if none. */
@@ -86,29 +127,38 @@ int cf_node_index(const cf_case *c, const char *name);
 int cf_leaf_index(const cf_case *c, const char *name);
 
 /*
- * The optimizer loop of case-format.md fits here: per step k, point
- * inputs[i] of fed leaves at feeds[k]'s tensors, cf_eval (which leaves the
- * gradients in the model), apply each group's optimizer to its parameters,
- * keep the first step's result, and print the parameters after the last.
+ * A case bound to a model. cf_run is the optimizer loop of case-format.md:
+ * per step k, point inputs[i] of fed leaves at feeds[k]'s tensors
+ * (cf_session_feed), cf_eval (which leaves the gradients in the model),
+ * apply each group's optimizer, zero the gradients; it keeps the first
+ * step's result and the trained parameters after the last.
  */
 typedef struct cf_session {
     const cf_case *c;
     yk_ctx *ctx;
     yk_model *model;
     yk_param **params;          /* [n_leaves]: the leaf's parameter, or NULL */
-    const yk_tensor **inputs;   /* [n_leaves]: a constant leaf's value */
+    const yk_tensor **inputs;   /* [n_leaves]: a constant leaf's value (the
+                                   last feed's tensor once fed) */
+    yk_optim **optims;          /* [n_groups], made by cf_run */
 } cf_session;
 
 /* false (message in err) on OOM. */
 bool cf_session_init(cf_session *s, const cf_case *c, char *err,
                      size_t errlen);
 void cf_session_free(cf_session *s);
+/* Points the leaves that step k (0-based) feeds at their fed tensors;
+ * leaves it leaves out keep their values. No-op without feeds. */
+void cf_session_feed(cf_session *s, int k);
 
 typedef struct cf_result {
     yk_status status;      /* YK_OK, or the error of invalid input */
     char message[CF_MSG];  /* the error's message */
     yk_tensor **values;    /* [n_nodes], owned */
     yk_tensor **grads;     /* [n_leaves], NULL for leaves without grad */
+    yk_tensor **params;    /* [n_leaves] after cf_run's last step: trained
+                              leaves' values, NULL for the others; NULL
+                              without an optimizer */
 } cf_result;
 
 /*
@@ -119,6 +169,14 @@ typedef struct cf_result {
  * cf_result_free.
  */
 void cf_eval(cf_session *s, double seed_scale, cf_result *r);
+/*
+ * Runs the case: without an optimizer, cf_eval with the seeds as given;
+ * with one, makes every group's optimizer (an invalid one fails the run
+ * with invalid_argument), then steps as described above. r holds the first
+ * step's values and gradients and the trained leaves after the last step,
+ * or the first error (of the optimizers or of any step).
+ */
+void cf_run(cf_session *s, cf_result *r);
 /* L = sum_k sum(value_k * seed_k) at the parameters' current values, with
  * grad off (for finite differences). */
 yk_status cf_loss(cf_session *s, double *loss);
@@ -161,7 +219,8 @@ typedef struct cf_report {
     int n_failures;    /* all of them; the first CF_MAX_FAILURES kept */
     char failures[CF_MAX_FAILURES][CF_MSG + 128];
     char error[CF_MSG + 32]; /* "category: message" if evaluation failed */
-    int64_t values_compared, grads_compared; /* elements vs expected */
+    int64_t values_compared, grads_compared, params_compared; /* elements
+                                                        vs expected */
     int64_t fd_checked; /* elements checked by finite differences */
     int64_t fd_kinks;   /* not checked: at a non-differentiable point */
     int64_t fd_exempt;  /* not checked: embedding padding rows */
@@ -169,10 +228,11 @@ typedef struct cf_report {
 } cf_report;
 
 /*
- * Checks a case: evaluates it, compares with its expected values, grads or
- * error category (with its tolerance), checks every f64 requires_grad
- * leaf's gradient against central differences of L, and checks that two
- * backward passes agree and that a zero seed gives zero gradients.
+ * Checks a case: runs it (cf_run), compares with its expected values,
+ * grads, params or error category (with its tolerance), checks every f64
+ * requires_grad leaf's first-step gradient against central differences of
+ * L, and checks that two backward passes agree and that a zero seed gives
+ * zero gradients.
  */
 void cf_check(const cf_case *c, const cf_check_opts *o, cf_report *r);
 

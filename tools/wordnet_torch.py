@@ -19,7 +19,7 @@ nn.Conv1d instead of narrow/cat/linear: the same function, PyTorch's own
 convolution kernel.
 
     /usr/bin/python3 tools/wordnet_torch.py --export /tmp/wn-export \
-        --epochs 5 --threads 2 [--csv torch.csv] [--untie] [--conv1d]
+        --epochs 2 --threads 2 [--csv torch.csv] [--untie] [--conv1d]
 
 Per epoch it prints the train loss, test loss and accuracy, examples/s,
 and the wall and CPU seconds of the training pass.
@@ -220,13 +220,13 @@ def main():
     p.add_argument("--buckets", type=int, default=200000)
     p.add_argument("--max-len", type=int, default=64)
     p.add_argument("--min-count", type=int, default=1)
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--extra-dim", type=int, default=16)
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--kernel", type=int, default=3)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=0.003)
+    p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--constant-lr", action="store_true")
     p.add_argument("--init-std", type=float, default=0.1)
     p.add_argument("--threads", type=int, default=1)
@@ -284,8 +284,8 @@ def main():
             for o in (opt_sparse, opt_dense):
                 for g in o.param_groups:
                     g["lr"] = lr
-            opt_sparse.zero_grad()
-            opt_dense.zero_grad()
+            opt_sparse.zero_grad(set_to_none=True)
+            opt_dense.zero_grad(set_to_none=True)
             prof.end("batch")
             loss = F.cross_entropy(net(tokens, mask, bag, offsets, L), labels)
             loss_sum += loss.item()
