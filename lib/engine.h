@@ -155,6 +155,8 @@ struct yk_graph {
     yk_status status;
     bool grad_enabled;
     bool backward_done;
+    bool check_finite;    /* yk_graph_set_check_finite              */
+    int64_t n_checked;    /* nodes [0, n_checked) were checked      */
     yk_node **nodes;      /* every node, in id order */
     int64_t n_nodes, nodes_cap;
     yk_node **param_nodes; /* the parameter leaves, for the memo */

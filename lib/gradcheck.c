@@ -156,6 +156,19 @@ static void compare_runs(check *c, yk_tensor **a, yk_tensor **b,
     }
 }
 
+/* An option: 0 keeps the default, a positive finite value replaces it. */
+static yk_status take_opt(yk_ctx *ctx, const char *name, double value,
+                          double *out)
+{
+    if (value == 0)
+        return YK_OK;
+    if (!(value > 0 && isfinite(value)))
+        return yk__error(ctx, YK_EINVAL, "yk_gradcheck: %s = %g is invalid, "
+                         "it must be > 0 (or 0 for the default)", name, value);
+    *out = value;
+    return YK_OK;
+}
+
 yk_status yk_gradcheck(yk_model *m, yk_build_fn build, void *ud,
                        const yk_gradcheck_opts *opts,
                        yk_gradcheck_report *report)
@@ -167,10 +180,13 @@ yk_status yk_gradcheck(yk_model *m, yk_build_fn build, void *ud,
     yk_ctx *ctx = yk_model_ctx(m);
     yk_gradcheck_opts o = {1e-6, 1e-5, 1e-3, 0};
     if (opts) {
+        yk_status s = YK_OK;
         o.seed = opts->seed;
-        if (opts->eps > 0) o.eps = opts->eps;
-        if (opts->atol > 0) o.atol = opts->atol;
-        if (opts->rtol > 0) o.rtol = opts->rtol;
+        if (s == YK_OK) s = take_opt(ctx, "eps", opts->eps, &o.eps);
+        if (s == YK_OK) s = take_opt(ctx, "atol", opts->atol, &o.atol);
+        if (s == YK_OK) s = take_opt(ctx, "rtol", opts->rtol, &o.rtol);
+        if (s)
+            return s;
     }
     memset(report, 0, sizeof *report);
     report->passed = true;
@@ -185,7 +201,7 @@ yk_status yk_gradcheck(yk_model *m, yk_build_fn build, void *ud,
     if (v)
         c.seed = yk_tensor_zeros(ctx, YK_F64, v->ndim, v->shape);
     yk_status s = v ? (c.seed ? YK_OK : YK_ENOMEM) : yk_graph_status(g);
-    if (s == YK_OK && v->dtype != YK_F64)
+    if (s == YK_OK && v && v->dtype != YK_F64)
         s = yk__error(ctx, YK_EDTYPE, "yk_gradcheck: the output is %s; "
                       "check in f64", yk_dtype_name(v->dtype));
     yk_graph_end(g);

@@ -8,6 +8,7 @@
  */
 #include "engine.h"
 
+#include <math.h>
 #include <string.h>
 
 #define ARENA_CHUNK (1u << 20) /* 1 MiB; bigger requests get their own */
@@ -71,6 +72,72 @@ static void arena_free(yk_graph *g)
     g->chunks = NULL;
 }
 
+/* ---------------------------------------------------------- check_finite */
+
+yk_status yk_graph_set_check_finite(yk_graph *g, bool on)
+{
+    if (!g)
+        return YK_EINVAL;
+    g->check_finite = on;
+    return YK_OK;
+}
+
+/* The first element of t that is NaN or +-Inf, or -1 (also for i64 and
+ * for a lazy node's unmade value: a cat of finite parts is finite). */
+static int64_t first_non_finite(const yk_tensor *t)
+{
+    if (!t->data)
+        return -1;
+    if (t->dtype == YK_F32) {
+        const float *v = t->data;
+        for (int64_t i = 0; i < t->numel; i++)
+            if (!isfinite(v[i]))
+                return i;
+    } else if (t->dtype == YK_F64) {
+        const double *v = t->data;
+        for (int64_t i = 0; i < t->numel; i++)
+            if (!isfinite(v[i]))
+                return i;
+    }
+    return -1;
+}
+
+static yk_status fail_non_finite(yk_graph *g, const yk_node *x, int64_t i)
+{
+    double v = yk_tensor_get(&x->value, i);
+    const char *what = isnan(v) ? "NaN" : v > 0 ? "Inf" : "-Inf";
+    long long id = (long long)x->id, at = (long long)i;
+    if (x->op)
+        yk__fail(g, YK_EINVAL, "check_finite: op \"%s\" (node %lld) "
+                 "produced %s at element %lld", x->op->name, id, what, at);
+    else if (x->param)
+        yk__fail(g, YK_EINVAL, "check_finite: parameter \"%s\" (node %lld) "
+                 "holds %s at element %lld", x->param->name, id, what, at);
+    else
+        yk__fail(g, YK_EINVAL, "check_finite: the constant of node %lld "
+                 "holds %s at element %lld", id, what, at);
+    return g->status;
+}
+
+/* Checks the finished nodes [n_checked, upto) in creation order, so the
+ * first non-finite value found is the first one made. An op computes its
+ * output after making its node, so node k is finished once node k + 1 is
+ * asked for, or once a value, backward or the status is asked for. */
+static yk_status check_pending(yk_graph *g, int64_t upto)
+{
+    if (!g->check_finite)
+        return YK_OK;
+    if (g->status != YK_OK)
+        return g->status;
+    while (g->n_checked < upto) {
+        const yk_node *x = g->nodes[g->n_checked++];
+        int64_t i = first_non_finite(&x->value);
+        if (i >= 0)
+            return fail_non_finite(g, x, i);
+    }
+    return YK_OK;
+}
+
 /* ---------------------------------------------------------------- graph */
 
 yk_graph *yk_graph_begin(yk_ctx *ctx)
@@ -96,7 +163,14 @@ void yk_graph_end(yk_graph *g)
     yk__free(ctx, g, sizeof *g);
 }
 
-yk_status yk_graph_status(const yk_graph *g) { return g ? g->status : YK_EINVAL; }
+yk_status yk_graph_status(const yk_graph *g)
+{
+    if (!g)
+        return YK_EINVAL;
+    if (g->check_finite) /* finishes the check of the last op */
+        check_pending((yk_graph *)g, g->n_nodes);
+    return g->status;
+}
 yk_ctx *yk_graph_ctx(const yk_graph *g) { return g ? g->ctx : NULL; }
 size_t yk_graph_bytes(const yk_graph *g) { return g ? g->bytes : 0; }
 
@@ -139,6 +213,8 @@ bool yk__inputs_ok(yk_graph *g, const char *op, int n, yk_node *const *in)
 
 static yk_node *node_alloc(yk_graph *g, int n_inputs)
 {
+    if (check_pending(g, g->n_nodes) != YK_OK)
+        return NULL;
     if (g->n_nodes == g->nodes_cap) {
         int64_t cap = g->nodes_cap ? 2 * g->nodes_cap : 64;
         yk_node **a = yk__realloc(g->ctx, g->nodes,
@@ -283,6 +359,10 @@ const yk_tensor *yk__in(yk_node *n, int i) { return yk_value(n->inputs[i]); }
 const yk_tensor *yk_value(yk_node *x)
 {
     if (!x)
+        return NULL;
+    /* (a graph that failed already keeps its values readable) */
+    if (x->g->check_finite && x->g->status == YK_OK &&
+        check_pending(x->g, x->id + 1) != YK_OK)
         return NULL;
     if (x->lazy && !x->value.data) {
         /* A lazy node's build makes the value when asked (see cat). */
@@ -512,6 +592,8 @@ yk_status yk_backward_seeded(yk_graph *g, int n, yk_node *const *nodes,
     if (n < 1 || !nodes || !seeds)
         return yk__error(g->ctx, YK_EINVAL, "backward: needs at least one "
                          "node and seed (n = %d)", n);
+    if (check_pending(g, g->n_nodes) != YK_OK)
+        return g->status;
     bool any = false;
     for (int k = 0; k < n; k++) {
         yk_status s = seed_node(g, nodes[k], seeds[k], k);

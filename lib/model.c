@@ -335,8 +335,11 @@ static yk_status coalesce(yk_param *p)
 yk_status yk_param_grad_rows(yk_param *p, int64_t *nrows, const int64_t **rows,
                              const yk_tensor **values)
 {
-    if (!p || !nrows || !rows || !values)
+    if (!p)
         return YK_EINVAL;
+    if (!nrows || !rows || !values)
+        return yk__error(p->model->ctx, YK_EINVAL, "yk_param_grad_rows: "
+                         "nrows, rows and values must not be NULL");
     if (p->grad_kind != YK_GRAD_ROWS)
         return yk__error(p->model->ctx, YK_ESTATE, "yk_param_grad_rows: the "
                          "gradient of \"%s\" is not row-sparse", p->name);
@@ -359,9 +362,11 @@ yk_status yk_param_grad_rows(yk_param *p, int64_t *nrows, const int64_t **rows,
 
 yk_status yk_param_grad_to_dense(yk_param *p, yk_tensor *out)
 {
-    if (!p || !out)
+    if (!p)
         return YK_EINVAL;
     yk_ctx *ctx = p->model->ctx;
+    if (!out)
+        return yk__error(ctx, YK_EINVAL, "yk_param_grad_to_dense: out is NULL");
     if (out->dtype != p->value.dtype)
         return yk__error(ctx, YK_EDTYPE, "yk_param_grad_to_dense: out is %s, "
                          "parameter \"%s\" is %s", yk_dtype_name(out->dtype),

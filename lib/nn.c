@@ -134,6 +134,10 @@ yk_status yk_embedding_layer_set_padding(yk_embedding_layer *l,
 {
     if (!l || !l->weight)
         return YK_EINVAL;
+    if (padding_idx == YK_NO_PADDING) { /* turns padding off */
+        l->padding_idx = YK_NO_PADDING;
+        return YK_OK;
+    }
     yk_status s = zero_row(l->weight, "yk_embedding_layer_set_padding",
                            padding_idx);
     if (s == YK_OK)
@@ -186,11 +190,21 @@ static void bag_defaults(yk_bag_layer *l, yk_param *w, yk_param *extra,
     l->norm_type = 2.0;
 }
 
+static yk_status check_mode(yk_ctx *ctx, const char *fn, yk_bag_mode mode)
+{
+    if (mode == YK_BAG_MEAN || mode == YK_BAG_SUM || mode == YK_BAG_MAX)
+        return YK_OK;
+    return yk__error(ctx, YK_EINVAL, "%s: mode %d is not YK_BAG_MEAN, "
+                     "YK_BAG_SUM or YK_BAG_MAX", fn, (int)mode);
+}
+
 yk_status yk_bag_layer_init(yk_bag_layer *l, yk_model *m, const char *name,
                             yk_dtype dt, int64_t V, int64_t D,
                             yk_bag_mode mode, uint64_t seed)
 {
     yk_status s = check_out(l, m, "yk_bag_layer_init");
+    if (s == YK_OK)
+        s = check_mode(yk_model_ctx(m), "yk_bag_layer_init", mode);
     if (s)
         return s;
     yk_param *w = new_table(m, "yk_bag_layer_init", name, dt, V, D, seed);
@@ -208,6 +222,8 @@ yk_status yk_bag_layer_tied(yk_bag_layer *l, yk_param *weight,
     yk_status s = check_table(ctx, fn, "weight", weight);
     if (s == YK_OK && extra)
         s = check_table(ctx, fn, "extra", extra);
+    if (s == YK_OK)
+        s = check_mode(ctx, fn, mode);
     if (s)
         return s;
     if (!l)
@@ -231,6 +247,8 @@ yk_status yk_bag_layer_pretrained(yk_bag_layer *l, yk_model *m,
                                   bool freeze, yk_bag_mode mode)
 {
     yk_status s = check_out(l, m, "yk_bag_layer_pretrained");
+    if (s == YK_OK)
+        s = check_mode(yk_model_ctx(m), "yk_bag_layer_pretrained", mode);
     if (s)
         return s;
     yk_param *w = pretrained_table(m, "yk_bag_layer_pretrained", name, values,

@@ -533,8 +533,10 @@ static yk_status state_lookup(yk_optim *o, yk_param *p, const char *name,
 yk_status yk_optim_state(yk_optim *o, yk_param *p, const char *name,
                          yk_tensor **out)
 {
-    if (!o || !out)
+    if (!o)
         return YK_EINVAL;
+    if (!out)
+        return yk__error(o->ctx, YK_EINVAL, "yk_optim_state: out is NULL");
     *out = NULL;
     entry *e;
     int i;
@@ -1183,7 +1185,7 @@ static yk_status clip_norm(yk_ctx *ctx, int n, param_source at,
 /* Every params[i] non-NULL; the context to report errors on. */
 static yk_ctx *params_ctx(int n, yk_param *const *params, yk_status *s)
 {
-    *s = YK_OK;
+    *s = n < 0 ? YK_EINVAL : YK_OK; /* n = 0: nothing to clip */
     if (n <= 0)
         return NULL;
     yk_ctx *ctx = NULL;

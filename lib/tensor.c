@@ -113,19 +113,27 @@ yk_tensor *yk_tensor_zeros(yk_ctx *ctx, yk_dtype dt, int ndim,
     return tensor_new(ctx, "yk_tensor_zeros", dt, ndim, shape, true);
 }
 
-yk_tensor *yk_tensor_full(yk_ctx *ctx, yk_dtype dt, int ndim,
-                          const int64_t *shape, double value)
+/* full under the name of the public function the caller called, so an
+ * error message names what the user wrote. */
+static yk_tensor *full_named(yk_ctx *ctx, const char *fn, yk_dtype dt,
+                             int ndim, const int64_t *shape, double value)
 {
-    yk_tensor *t = tensor_new(ctx, "yk_tensor_full", dt, ndim, shape, true);
+    yk_tensor *t = tensor_new(ctx, fn, dt, ndim, shape, true);
     if (t)
         yk_tensor_fill(t, value);
     return t;
 }
 
+yk_tensor *yk_tensor_full(yk_ctx *ctx, yk_dtype dt, int ndim,
+                          const int64_t *shape, double value)
+{
+    return full_named(ctx, "yk_tensor_full", dt, ndim, shape, value);
+}
+
 yk_tensor *yk_tensor_ones(yk_ctx *ctx, yk_dtype dt, int ndim,
                           const int64_t *shape)
 {
-    return yk_tensor_full(ctx, dt, ndim, shape, 1.0);
+    return full_named(ctx, "yk_tensor_ones", dt, ndim, shape, 1.0);
 }
 
 yk_tensor *yk_tensor_from(yk_ctx *ctx, yk_dtype dt, int ndim,

@@ -141,8 +141,8 @@ typedef struct yk_tensor yk_tensor;
 
 /*
  * Creators. ndim is 0..YK_MAX_DIMS (0 = a scalar with one element); every
- * shape[i] >= 0 (0 makes an empty tensor). Bad dtype, ndim or shape:
- * YK_EINVAL / YK_ESHAPE on the context and NULL. The caller frees the result
+ * shape[i] >= 0 (0 makes an empty tensor). An unknown dtype is YK_EDTYPE,
+ * a bad ndim or shape YK_EINVAL / YK_ESHAPE, set on the context, and NULL. The caller frees the result
  * with yk_tensor_free.
  */
 yk_tensor *yk_tensor_zeros(yk_ctx *ctx, yk_dtype dt, int ndim,
@@ -284,6 +284,19 @@ yk_ctx *yk_graph_ctx(const yk_graph *g);
  * mode, like torch.no_grad()). Nodes made before keep their flag.
  */
 void yk_graph_set_grad_enabled(yk_graph *g, bool on);
+/**
+ * Check mode, for debugging: with it on, every value of g -- op outputs,
+ * parameters and constants -- is checked for NaN and Inf, and the first
+ * one found fails the graph with YK_EINVAL and a message naming it:
+ *   check_finite: op "log" (node 3) produced NaN at element 1
+ *   check_finite: parameter "W" (node 0) holds Inf at element 7
+ * An op's output is checked when the next node is made, when a value is
+ * read (yk_value), at backward and at yk_graph_status: the op that made
+ * the NaN returns its node, and the graph fails at the next of these.
+ * Nodes made before the call are checked too. Off by default (it reads
+ * every value once more). YK_EINVAL for NULL g.
+ */
+yk_status yk_graph_set_check_finite(yk_graph *g, bool on);
 /** Bytes of nodes, activations and gradients this graph has allocated so
  * far (the arena's chunks round this up to whole MiB). */
 size_t yk_graph_bytes(const yk_graph *g);

@@ -51,7 +51,8 @@ yk_status yk_embedding_layer_tied(yk_embedding_layer *l, yk_param *weight);
 yk_status yk_embedding_layer_pretrained(yk_embedding_layer *l, yk_model *m,
                                         const char *name,
                                         const yk_tensor *values, bool freeze);
-/** Sets padding_idx and zeroes that row of the weight. */
+/** Sets padding_idx and zeroes that row of the weight; YK_NO_PADDING turns
+ * padding off (no row changes). YK_EINVAL for an index outside [-V, V). */
 yk_status yk_embedding_layer_set_padding(yk_embedding_layer *l,
                                          int64_t padding_idx);
 /**

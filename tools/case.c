@@ -1882,9 +1882,11 @@ static yk_status is_kink(cf_session *s, double *v, int64_t i, double lp,
     if (e == YK_OK)
         e = cf_loss(s, &lm2);
     v[i] = saved;
+    if (e != YK_OK)
+        return e;
     double jump2 = (lp2 - L0) / h - (L0 - lm2) / h;
-    *kink = e == YK_OK && fabs(jump2) > 0.5 * fabs(jump);
-    return e;
+    *kink = fabs(jump2) > 0.5 * fabs(jump);
+    return YK_OK;
 }
 
 /* Nodes that take symbol sym as an input. */
