@@ -672,21 +672,6 @@ static size_t row_bytes(const yk_param *p)
     return (size_t)yk__rowlen(&p->value) * yk_dtype_size(p->value.dtype);
 }
 
-static void add_row(yk_dtype dt, void *dst, const void *src, int64_t n)
-{
-    if (dt == YK_F32) {
-        float *d = dst;
-        const float *s = src;
-        for (int64_t i = 0; i < n; i++)
-            d[i] += s[i];
-    } else {
-        double *d = dst;
-        const double *s = src;
-        for (int64_t i = 0; i < n; i++)
-            d[i] += s[i];
-    }
-}
-
 static void scale_values(yk_dtype dt, void *v, int64_t n, double divisor)
 {
     if (dt == YK_F32) {
@@ -731,7 +716,7 @@ static int64_t merge_rows(rank_rows *in, int P, const yk_param *p,
             if (first)
                 memcpy(dst, src, rb);
             else
-                add_row(p->value.dtype, dst, src, rowlen);
+                yk__add_into(p->value.dtype, dst, src, rowlen);
             first = false;
             in[q].pos++;
         }
