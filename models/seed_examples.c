@@ -9,8 +9,10 @@
  * graph, one gradient, one optimizer state. See models/README.md.
  *
  *   seed_examples [all|embedding|bag|extended|several] [--seed N]
- *                 [--threads N] [--help] [--version]
+ *                 [--threads N]
+ *   seed_examples --help | --version
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -463,34 +465,110 @@ static void program_several(void)
         exit(1);
 }
 
-int main(int argc, char **argv)
+static const char usage[] =
+"usage: seed_examples [all|embedding|bag|extended|several] [--seed N]\n"
+"                     [--threads N]\n"
+"       seed_examples --help | --version\n"
+"The seed document's three PyTorch snippets in C, line for line, then what\n"
+"its text claims, shown with numbers (models/README.md).\n"
+"\n"
+"  all         every snippet and claim (the default)\n"
+"  embedding   the Embedding snippet     bag       the EmbeddingBag one\n"
+"  extended    the extended bag one      several   four layers, one matrix\n"
+"  --seed N    seed of the inputs and parameters (default 0)\n"
+"  --threads N threads for yoke's kernels (yk_set_threads; default 1)\n"
+"  --help      this text\n"
+"  --version   yoke's version\n"
+"Exit status: 0 on success, 1 when yoke fails or a check fails, 2 on a\n"
+"usage error.\n";
+
+static int usage_error(const char *what, const char *arg)
 {
-    const char *what = "all";
-    int threads = 1;
+    if (*what || *arg)
+        fprintf(stderr, "seed_examples: %s%s\n", what, arg);
+    fprintf(stderr, "(seed_examples --help tells more)\n");
+    return 2;
+}
+
+/* A whole number in [lo, hi], as the whole of s. */
+static bool parse_count(const char *s, uint64_t lo, uint64_t hi,
+                        uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool known_part(const char *what)
+{
+    static const char *const parts[] = {"all", "embedding", "bag",
+                                        "extended", "several", NULL};
+    for (int k = 0; parts[k]; k++)
+        if (!strcmp(what, parts[k]))
+            return true;
+    return false;
+}
+
+typedef struct options {
+    const char *what;
+    int threads;
+} options;
+
+/* 0 to go on, -1 to exit 0 (--help, --version), else the exit status. */
+static int parse_args(int argc, char **argv, options *o)
+{
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help")) {
-            printf("usage: seed_examples [all|embedding|bag|extended|several] "
-                   "[--seed N] [--threads N] [--version]\n");
-            return 0;
-        } else if (!strcmp(argv[i], "--version")) {
+        const char *a = argv[i];
+        uint64_t n;
+        bool num = !strcmp(a, "--seed") || !strcmp(a, "--threads");
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(usage, stdout);
+            return -1;
+        } else if (!strcmp(a, "--version")) {
             printf("seed_examples (yoke) %s\n", yk_version());
-            return 0;
-        } else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
-            seed = strtoull(argv[++i], NULL, 10);
-        } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
-            threads = atoi(argv[++i]);
-        } else if (argv[i][0] != '-') {
-            what = argv[i];
+            return -1;
+        } else if (num && i + 1 >= argc) {
+            return usage_error("missing number after ", a);
+        } else if (num) {
+            bool threads = !strcmp(a, "--threads");
+            if (!parse_count(argv[i + 1], threads ? 1 : 0,
+                             threads ? 1024 : UINT64_MAX, &n)) {
+                fprintf(stderr, "seed_examples: %s %s: not a valid value\n",
+                        a, argv[i + 1]);
+                return usage_error("", "");
+            }
+            if (threads)
+                o->threads = (int)n;
+            else
+                seed = n;
+            i++;
+        } else if (a[0] == '-') {
+            return usage_error("unknown option ", a);
+        } else if (!known_part(a)) {
+            return usage_error("no such part: ", a);
         } else {
-            fprintf(stderr, "seed_examples: unknown option %s (see --help)\n",
-                    argv[i]);
-            return 2;
+            o->what = a;
         }
     }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    options o = {.what = "all", .threads = 1};
+    int st = parse_args(argc, argv, &o);
+    if (st)
+        return st < 0 ? 0 : st;
+    const char *what = o.what;
     ctx = yk_ctx_new();
-    if (!ctx || yk_set_threads(ctx, threads) != YK_OK) {
-        fprintf(stderr, "seed_examples: bad --threads %d\n", threads);
-        return 2;
+    if (!ctx || yk_set_threads(ctx, o.threads) != YK_OK) {
+        fprintf(stderr, "seed_examples: %s\n",
+                ctx ? yk_last_error(ctx) : "out of memory");
+        return 1;
     }
     seed_model s = make_model();
     inputs in = make_inputs();

@@ -2,7 +2,8 @@
  * dump_seed_graph -- the seed's three uses of one embedding table in one
  * training step, dumped as Graphviz DOT and JSON, with the tie report.
  *
- *   dump_seed_graph [--dot FILE] [--json FILE] [--seed N] [--help]
+ *   dump_seed_graph [--dot FILE] [--json FILE] [--seed N] [--threads N]
+ *   dump_seed_graph --help | --version
  *
  * The model is models/seed_examples.c's: shared_embedding_matrix [1000,
  * 128] read by an Embedding and a mean EmbeddingBag, and an extended mean
@@ -12,6 +13,8 @@
  * parameter and the norm of the gradient it sent. FILE "-" is stdout.
  * Render the DOT with tools/graph_svg.sh.
  */
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,38 +133,117 @@ static void write_json(const yk_graph *g, const char *path)
     yk_string_free(s);
 }
 
-static void usage(FILE *f)
+static const char usage[] =
+"usage: dump_seed_graph [--dot FILE] [--json FILE] [--seed N] [--threads N]\n"
+"       dump_seed_graph --help | --version\n"
+"Runs one training step of the seed's tied model (one table read by an\n"
+"Embedding, a mean EmbeddingBag and an extended EmbeddingBag) with the tie\n"
+"report on, prints the report and writes the step's graph.\n"
+"\n"
+"  --dot FILE     write the graph as Graphviz DOT (render it with\n"
+"                 tools/graph_svg.sh)\n"
+"  --json FILE    write the graph as JSON: ops, shapes, dtypes, parameters\n"
+"  --seed N       seed of the parameters, inputs and targets (default 0)\n"
+"  --threads N    threads for yoke's kernels (yk_set_threads; default 1)\n"
+"  --help         this text\n"
+"  --version      yoke's version\n"
+"FILE - is stdout; the tie report then goes to stderr.\n"
+"Exit status: 0 on success, 1 when the step or a write fails, 2 on a\n"
+"usage error.\n";
+
+typedef struct options {
+    const char *dot, *json;
+    uint64_t seed;
+    int threads;
+} options;
+
+static int usage_error(const char *what, const char *arg)
 {
-    fprintf(f, "usage: dump_seed_graph [--dot FILE] [--json FILE] "
-               "[--seed N] [--help]\n"
-               "  Runs one step of the seed's tied model with the tie report "
-               "on,\n  prints the report and writes the graph (FILE - is "
-               "stdout).\n");
+    if (*what || *arg)
+        fprintf(stderr, "dump_seed_graph: %s%s\n", what, arg);
+    fprintf(stderr, "(dump_seed_graph --help tells more)\n");
+    return 2;
+}
+
+/* A whole number in [lo, hi], as the whole of s. */
+static bool parse_count(const char *s, uint64_t lo, uint64_t hi,
+                        uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Options that take a value; 0, or the exit status of a usage error. */
+static int parse_value(options *o, const char *opt, const char *val)
+{
+    uint64_t n;
+    if (!val)
+        return usage_error("missing value after ", opt);
+    if (!strcmp(opt, "--dot"))
+        o->dot = val;
+    else if (!strcmp(opt, "--json"))
+        o->json = val;
+    else if (!strcmp(opt, "--seed") && parse_count(val, 0, UINT64_MAX, &n))
+        o->seed = n;
+    else if (!strcmp(opt, "--threads") && parse_count(val, 1, 1024, &n))
+        o->threads = (int)n;
+    else {
+        fprintf(stderr, "dump_seed_graph: %s %s: not a valid value\n", opt,
+                val);
+        return usage_error("", "");
+    }
+    return 0;
+}
+
+/* 0 to go on, -1 to exit 0 (--help, --version), else the exit status. */
+static int parse_args(int argc, char **argv, options *o)
+{
+    static const char *const with_value[] = {"--dot", "--json", "--seed",
+                                             "--threads", NULL};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool takes_value = false;
+        for (int k = 0; with_value[k]; k++)
+            takes_value |= !strcmp(a, with_value[k]);
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(usage, stdout);
+            return -1;
+        } else if (!strcmp(a, "--version")) {
+            printf("dump_seed_graph (yoke) %s\n", yk_version());
+            return -1;
+        } else if (takes_value) {
+            int st = parse_value(o, a, i + 1 < argc ? argv[i + 1] : NULL);
+            if (st)
+                return st;
+            i++;
+        } else {
+            return usage_error(a[0] == '-' ? "unknown option "
+                                           : "unexpected argument ", a);
+        }
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
-    const char *dot = NULL, *json = NULL;
-    uint64_t seed = 0;
-    for (int i = 1; i < argc; i++) {
-        bool has_value = i + 1 < argc;
-        if (!strcmp(argv[i], "--dot") && has_value)
-            dot = argv[++i];
-        else if (!strcmp(argv[i], "--json") && has_value)
-            json = argv[++i];
-        else if (!strcmp(argv[i], "--seed") && has_value)
-            seed = strtoull(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        } else {
-            usage(stderr);
-            return 2;
-        }
-    }
+    options o = {.threads = 1};
+    int st = parse_args(argc, argv, &o);
+    if (st)
+        return st < 0 ? 0 : st;
+    const char *dot = o.dot, *json = o.json;
+    uint64_t seed = o.seed;
     ctx = yk_ctx_new();
-    if (!ctx)
+    if (!ctx) {
+        fprintf(stderr, "dump_seed_graph: out of memory\n");
         return 1;
+    }
+    if (yk_set_threads(ctx, o.threads) != YK_OK)
+        die("--threads");
     seed_step s = {0};
     make_model(&s, seed);
     yk_graph *g = yk_graph_begin(ctx);

@@ -66,6 +66,8 @@ static const char usage[] =
 "                    a case file (to rerun one with gradcheck FILE).\n"
 "  --json            Print a machine-readable report instead of the\n"
 "                    summary.\n"
+"  --threads N       Threads for yoke's kernels and BLIS in every case's\n"
+"                    context (yk_set_threads; default 1).\n"
 "  -v, --verbose     Also list generated cases that passed.\n"
 "  --help            This text.  --version  The library's version.\n"
 "\n"
@@ -84,6 +86,7 @@ static const char usage[] =
 
 typedef struct runner {
     cf_check_opts opts;
+    int threads;               /* --threads, for every case's context */
     uint64_t seed;
     bool json, verbose;
     const char *dump_dir;
@@ -197,10 +200,23 @@ static void record_invalid(runner *R, const char *file, const char *msg)
 
 /* ============================================================ case files */
 
+/* Sets the case's context to run on n threads; frees the case and returns
+ * NULL (why in err) when that fails. Passes NULL through. */
+static cf_case *with_threads(cf_case *c, int n, char *err, size_t errlen)
+{
+    if (c && yk_set_threads(c->ctx, n) != YK_OK) {
+        snprintf(err, errlen, "%s", yk_last_error(c->ctx));
+        cf_free(c);
+        return NULL;
+    }
+    return c;
+}
+
 static void check_file(runner *R, const char *path)
 {
     char err[CF_MSG];
-    cf_case *c = cf_load(path, err, sizeof err);
+    cf_case *c = with_threads(cf_load(path, err, sizeof err), R->threads,
+                              err, sizeof err);
     if (!c) {
         record_invalid(R, path, err);
         return;
@@ -211,10 +227,11 @@ static void check_file(runner *R, const char *path)
     cf_free(c);
 }
 
-static int eval_file(const char *path)
+static int eval_file(const char *path, int threads)
 {
     char err[CF_MSG];
-    cf_case *c = cf_load(path, err, sizeof err);
+    cf_case *c = with_threads(cf_load(path, err, sizeof err), threads, err,
+                              sizeof err);
     if (!c) {
         fprintf(stderr, "gradcheck: %s\n", err);
         return 1;
@@ -483,8 +500,9 @@ static void dump_case(gen *G, const cJSON *c)
 static bool add_seed(gen *G, cJSON *c, const char *name, char *err,
                      size_t errlen)
 {
-    cf_case *probe = cf_from_json(cJSON_Duplicate(c, true), name, NULL, err,
-                                  errlen);
+    cf_case *probe = with_threads(cf_from_json(cJSON_Duplicate(c, true), name,
+                                               NULL, err, errlen),
+                                  G->R->threads, err, errlen);
     if (!probe)
         return false;
     cf_session s;
@@ -527,8 +545,9 @@ static void gen_run(gen *G, cJSON *c)
     const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
     note_coverage(G, c);
     cf_case *k = add_seed(G, c, name, err, sizeof err)
-                     ? cf_from_json(cJSON_Duplicate(c, true), name, NULL, err,
-                                    sizeof err)
+                     ? with_threads(cf_from_json(cJSON_Duplicate(c, true),
+                                                 name, NULL, err, sizeof err),
+                                    G->R->threads, err, sizeof err)
                      : NULL;
     if (k) {
         cf_check_opts o = G->R->opts;
@@ -1106,6 +1125,16 @@ static bool parse_u64(const char *s, uint64_t *out)
     return true;
 }
 
+/* A thread count: a whole number from 1 to 1024. */
+static bool parse_threads(const char *s, int *out)
+{
+    uint64_t v;
+    if (!parse_u64(s, &v) || v < 1 || v > 1024)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
 static int usage_error(const char *fmt, const char *arg)
 {
     fprintf(stderr, "gradcheck: ");
@@ -1140,13 +1169,18 @@ static int parse_value_option(runner *R, args *A, const char *opt,
         A->eval = val;
     else if (strcmp(opt, "--dump") == 0)
         R->dump_dir = val;
+    else if (strcmp(opt, "--threads") == 0)
+        ok = parse_threads(val, &R->threads);
     else if (strcmp(opt, "--op") == 0) {
         if (!yk_op_find(val))
             return usage_error("--op %s: no such op in the registry", val);
         A->ops[A->n_ops++] = (char *)val;
     }
-    if (!ok)
-        return usage_error("%s: not a valid value", val);
+    if (!ok) {
+        char what[256];
+        snprintf(what, sizeof what, "%s %.200s", opt, val);
+        return usage_error("%s: not a valid value", what);
+    }
     return 0;
 }
 
@@ -1154,7 +1188,7 @@ static bool takes_value(const char *opt)
 {
     static const char *const with_value[] = {"--eps", "--atol", "--rtol",
                                              "--seed", "--eval", "--dump",
-                                             "--op", NULL};
+                                             "--op", "--threads", NULL};
     for (int i = 0; with_value[i]; i++)
         if (strcmp(opt, with_value[i]) == 0)
             return true;
@@ -1220,7 +1254,7 @@ static int finish(runner *R)
 
 int main(int argc, char **argv)
 {
-    runner R = {.opts = {1e-6, 1e-5, 1e-3, false}, .seed = 1};
+    runner R = {.opts = {1e-6, 1e-5, 1e-3, false}, .seed = 1, .threads = 1};
     args A = {0};
     A.files = calloc((size_t)argc, sizeof *A.files);
     A.ops = calloc((size_t)argc, sizeof *A.ops);
@@ -1230,7 +1264,7 @@ int main(int argc, char **argv)
     }
     int st = parse_args(argc, argv, &R, &A);
     if (st == 0 && A.eval)
-        st = eval_file(A.eval);
+        st = eval_file(A.eval, R.threads);
     else if (st == 0) {
         if (R.dump_dir && mkdir(R.dump_dir, 0777) != 0 && errno != EEXIST)
             fprintf(stderr, "gradcheck: cannot make %s: %s\n", R.dump_dir,

@@ -6,6 +6,7 @@
  * shows as a trend.
  *
  *   long_run [--steps N] [--every K] [--warmup W] [--threads T] [--check]
+ *   long_run --help | --version
  *
  * The model is the seed's extended one at a modest size: a shared [V, D]
  * table read by an Embedding (mean over each sequence, then an output
@@ -19,6 +20,8 @@
  * still held after everything is freed); tests run it for 500 steps under
  * AddressSanitizer, whose leak checker covers what the hook cannot see.
  */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,17 +163,44 @@ static double step(model *s, long k)
     return L;
 }
 
-static long arg_long(int argc, char **argv, int *i)
+static const char usage[] =
+"usage: long_run [--steps N] [--every K] [--warmup W] [--threads T] [--check]\n"
+"       long_run --help | --version\n"
+"Trains a small tied model (the seed's extended one) for many steps and\n"
+"prints the resident memory and the bytes yoke holds at intervals, so that\n"
+"a leak or a slow growth shows as a trend.\n"
+"\n"
+"  --steps N      training steps (default 20000)\n"
+"  --every K      print a line every K steps (default 1000)\n"
+"  --warmup W     steps before the bytes held must stay flat (default 100)\n"
+"  --threads T    threads for yoke's kernels (yk_set_threads; default 1)\n"
+"  --check        exit 1 when the bytes held between steps change after\n"
+"                 the warm-up, or anything is held after freeing\n"
+"  --help         this text\n"
+"  --version      yoke's version\n"
+"Exit status: 0 on success, 1 when --check fails, 2 on a usage error or\n"
+"when yoke fails.\n";
+
+static void usage_error(const char *what, const char *arg)
 {
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "long_run: %s needs a number\n", argv[*i]);
-        exit(2);
-    }
+    if (*what || *arg)
+        fprintf(stderr, "long_run: %s%s\n", what, arg);
+    fprintf(stderr, "(long_run --help tells more)\n");
+    exit(2);
+}
+
+/* The value after option argv[*i]: a whole number in [lo, hi]. */
+static long arg_long(int argc, char **argv, int *i, long lo, long hi)
+{
+    if (*i + 1 >= argc)
+        usage_error("missing number after ", argv[*i]);
+    const char *opt = argv[*i], *s = argv[++*i];
     char *end;
-    long v = strtol(argv[++*i], &end, 10);
-    if (*end || v < 0) {
-        fprintf(stderr, "long_run: bad number \"%s\"\n", argv[*i]);
-        exit(2);
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "long_run: %s %s: not a valid value\n", opt, s);
+        usage_error("", "");
     }
     return v;
 }
@@ -180,21 +210,25 @@ int main(int argc, char **argv)
     long steps = 20000, every = 1000, warmup = 100, threads = 1;
     bool check = false;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--steps"))
-            steps = arg_long(argc, argv, &i);
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--version")) {
+            printf("long_run (yoke) %s\n", yk_version());
+            return 0;
+        } else if (!strcmp(argv[i], "--steps"))
+            steps = arg_long(argc, argv, &i, 0, LONG_MAX);
         else if (!strcmp(argv[i], "--every"))
-            every = arg_long(argc, argv, &i);
+            every = arg_long(argc, argv, &i, 1, LONG_MAX);
         else if (!strcmp(argv[i], "--warmup"))
-            warmup = arg_long(argc, argv, &i);
+            warmup = arg_long(argc, argv, &i, 0, LONG_MAX);
         else if (!strcmp(argv[i], "--threads"))
-            threads = arg_long(argc, argv, &i);
+            threads = arg_long(argc, argv, &i, 1, 1024);
         else if (!strcmp(argv[i], "--check"))
             check = true;
-        else {
-            fprintf(stderr, "usage: long_run [--steps N] [--every K] "
-                    "[--warmup W] [--threads T] [--check]\n");
-            return 2;
-        }
+        else
+            usage_error(argv[i][0] == '-' ? "unknown option "
+                                          : "unexpected argument ", argv[i]);
     }
     if (every < 1)
         every = 1;
@@ -203,7 +237,7 @@ int main(int argc, char **argv)
 
     counter c = {0};
     ctx = yk_ctx_new_with_alloc(counting_alloc, &c);
-    if (!ctx || yk_set_threads(ctx, (int)(threads ? threads : 1)) != YK_OK)
+    if (!ctx || yk_set_threads(ctx, (int)threads) != YK_OK)
         die("context");
     model s;
     model_init(&s);
