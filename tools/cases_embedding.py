@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from yoke_cases import CASES_DIR, write_case  # noqa: E402
+import yoke_cli  # noqa: E402
 
 F64, F32, I64 = torch.float64, torch.float32, torch.int64
 _gen = torch.Generator().manual_seed(20261128)
@@ -586,4 +587,5 @@ def main():
 
 
 if __name__ == "__main__":
+    yoke_cli.set_torch_threads(yoke_cli.parser(__doc__).parse_args().threads)
     main()

@@ -14,6 +14,7 @@ import json
 import torch
 
 from yoke_cases import write_case
+import yoke_cli
 
 torch.manual_seed(1234)
 F64 = torch.float64
@@ -306,6 +307,7 @@ def linalg_cases():
 
 
 if __name__ == "__main__":
+    yoke_cli.set_torch_threads(yoke_cli.parser(__doc__).parse_args().threads)
     arith_cases()
     reduce_cases()
     linalg_cases()

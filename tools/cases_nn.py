@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from yoke_cases import write_case
+import yoke_cli
 
 torch.manual_seed(20240611)
 F64 = torch.float64
@@ -418,6 +419,7 @@ def mse_cases():
 
 
 if __name__ == "__main__":
+    yoke_cli.set_torch_threads(yoke_cli.parser(__doc__).parse_args().threads)
     shape_cases()
     softmax_cases()
     cross_entropy_cases()

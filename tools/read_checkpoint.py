@@ -23,12 +23,13 @@ decimal numbers given, converted to the tensor's dtype: exact equality, so
 a value round-trips or the check fails. Exit status 0 when every check
 passes, 1 otherwise.
 """
-import argparse
 import json
 import struct
 import sys
 
 import numpy as np
+
+import yoke_cli
 
 # safetensors dtype -> numpy dtype (little-endian). BF16 and F8 have no
 # numpy type: they are mapped as raw unsigned integers of their width.
@@ -137,7 +138,7 @@ def write_sample(path):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = yoke_cli.parser(__doc__)
     ap.add_argument("file", nargs="?")
     ap.add_argument("--expect", action="append", default=[],
                     metavar="NAME=v1,v2,...")

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from yoke_cases import write_case  # noqa: E402
+import yoke_cli  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                    "ref_optim.h")
@@ -735,4 +736,5 @@ def main():
 
 
 if __name__ == "__main__":
+    yoke_cli.set_torch_threads(yoke_cli.parser(__doc__).parse_args().threads)
     main()

@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from yoke_cases import write_case
+import yoke_cli
 
 V, D, D2 = 1000, 128, 16
 
@@ -127,5 +128,6 @@ def seed_cases():
 
 
 if __name__ == "__main__":
+    yoke_cli.set_torch_threads(yoke_cli.parser(__doc__).parse_args().threads)
     seed_as_written()
     seed_cases()
