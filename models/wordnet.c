@@ -21,6 +21,12 @@
  * Everything is built on the public API (yoke.h) only.
  *
  * Run `wordnet --help` for the options; models/WORDNET.md has the results.
+ *
+ * Built with -DWORDNET_MPI (meson's wordnet_mpi, when MPI is found) the
+ * same program trains data parallel under `mpirun -np N`: every rank
+ * builds the same model and epoch plan, takes its yk_mpi_split slice of
+ * each batch, and the gradients are summed over the ranks before the
+ * optimizers step (docs/MPI.md). Run alone it is the one-process program.
  */
 #include <errno.h>
 #include <math.h>
@@ -35,6 +41,9 @@
 
 #include "wordnet_data.h"
 #include "yoke.h"
+#ifdef WORDNET_MPI
+#include "yoke_mpi.h"
+#endif
 
 #define PAD_ID 0
 #define UNK_ID 1
@@ -97,6 +106,128 @@ static double cpu_seconds(void)
     return clock_seconds(CLOCK_PROCESS_CPUTIME_ID);
 }
 
+/* ================================================================= ranks */
+
+/*
+ * The processes training together: one without MPI (rank 0 of 1, every
+ * function below a no-op), or the ranks of MPI_COMM_WORLD. Every rank
+ * runs the whole program on the same data and seed; only rank 0 prints
+ * (the others' stdout goes to /dev/null), writes --csv and --save.
+ */
+typedef struct ranks {
+    int rank, size;
+#ifdef WORDNET_MPI
+    yk_mpi *comm;
+#endif
+} ranks;
+
+static ranks world = {.rank = 0, .size = 1};
+
+/* Before anything else: MPI start-up, and rank 0 alone on stdout. */
+static void ranks_init(int *argc, char ***argv)
+{
+#ifdef WORDNET_MPI
+    if (yk_mpi_init(argc, argv) != YK_OK)
+        die("MPI could not start");
+    MPI_Comm_rank(MPI_COMM_WORLD, &world.rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world.size);
+    if (world.rank != 0 && !freopen("/dev/null", "w", stdout))
+        die("rank %d: /dev/null: %s", world.rank, strerror(errno));
+#else
+    (void)argc;
+    (void)argv;
+#endif
+}
+
+/* The yoke communicator, once the context exists. */
+static void ranks_connect(yk_ctx *ctx)
+{
+#ifdef WORDNET_MPI
+    world.comm = check_ptr(ctx, yk_mpi_new(ctx, MPI_COMM_WORLD), "MPI");
+#else
+    (void)ctx;
+#endif
+}
+
+static void ranks_end(void)
+{
+#ifdef WORDNET_MPI
+    yk_mpi_free(world.comm);
+    world.comm = NULL;
+    yk_mpi_finalize();
+#endif
+}
+
+/* This rank's slice [*start, *stop) of n items (all of them alone). */
+static void ranks_split(int64_t n, int64_t *start, int64_t *stop)
+{
+    *start = 0;
+    *stop = n;
+#ifdef WORDNET_MPI
+    if (world.comm)
+        yk_mpi_split(world.comm, n, start, stop);
+#endif
+}
+
+/* values[0..n) summed over the ranks, the same bits on every rank. */
+static void ranks_sum(yk_ctx *ctx, double *values, int n)
+{
+#ifdef WORDNET_MPI
+    if (world.comm && world.size > 1)
+        check(ctx, yk_mpi_allreduce_sum(world.comm, values, n), "MPI sum");
+#else
+    (void)ctx;
+    (void)values;
+    (void)n;
+#endif
+}
+
+/* Rank 0's parameters everywhere (equal already: same seed; made sure). */
+static void ranks_broadcast(yk_ctx *ctx, yk_model *m)
+{
+#ifdef WORDNET_MPI
+    if (world.comm && world.size > 1)
+        check(ctx, yk_mpi_broadcast_model(world.comm, m), "MPI broadcast");
+#else
+    (void)ctx;
+    (void)m;
+#endif
+}
+
+/* After backward: every rank's gradients summed (the loss of each rank is
+ * already divided by the whole batch's size). Row-sparse stays so. */
+static void ranks_sync_grads(yk_ctx *ctx, yk_model *m)
+{
+#ifdef WORDNET_MPI
+    if (world.comm && world.size > 1)
+        check(ctx, yk_mpi_sync_grads(world.comm, m, YK_MPI_SUM),
+              "MPI gradient exchange");
+#else
+    (void)ctx;
+    (void)m;
+#endif
+}
+
+/* Bytes this rank sent and received and the collectives it made since the
+ * last call (zeros without MPI). */
+typedef struct exchange {
+    double sent, received, collectives;
+} exchange;
+
+static exchange ranks_exchange_since_last(void)
+{
+    exchange x = {0};
+#ifdef WORDNET_MPI
+    if (world.comm) {
+        yk_mpi_stats st = yk_mpi_get_stats(world.comm);
+        x = (exchange){(double)st.bytes_sent, (double)st.bytes_received,
+                       (double)st.collectives};
+        yk_mpi_reset_stats(world.comm);
+    }
+#endif
+    return x;
+}
+
 /* ================================================================ options */
 
 typedef struct wn_config {
@@ -117,6 +248,7 @@ typedef struct wn_config {
     bool untie;
     bool profile;      /* time the phases of a step                */
     bool huge_pages;   /* transparent huge pages for the tables    */
+    bool f64;          /* parameters in f64 (else f32)             */
     uint64_t seed;
     int64_t max_steps; /* per epoch; 0: all                        */
     const char *csv_path, *save_path, *eval_path, *export_dir;
@@ -175,6 +307,7 @@ static void usage(FILE *f)
         "  --profile         print the wall and CPU ms per step of each phase\n"
         "  --no-huge-pages   do not ask for transparent huge pages for the\n"
         "                    tables and their Adam state\n"
+        "  --f64             parameters in f64 (default f32)\n"
         "  --csv FILE        write loss and accuracy per epoch to FILE\n"
         "  --save FILE       save the trained model (safetensors)\n"
         "  --eval FILE       evaluate a saved model on the test split, no "
@@ -187,6 +320,10 @@ static void usage(FILE *f)
         (long long)d.hidden, (long long)d.kernel, (long long)d.buckets,
         (long long)d.max_len, (long long)d.min_count, (long long)d.batch,
         d.lr, d.init_std, d.threads, (unsigned long long)d.seed);
+#ifdef WORDNET_MPI
+    fputs("Data parallel: mpirun -np N wordnet_mpi [options]; --batch is the\n"
+          "whole batch, split over the ranks (--threads per rank).\n", f);
+#endif
 }
 
 static int64_t parse_int(const char *opt, const char *s, int64_t lo,
@@ -229,6 +366,8 @@ static bool parse_flag(wn_config *c, const char *a)
         c->profile = true;
     else if (strcmp(a, "--no-huge-pages") == 0)
         c->huge_pages = false;
+    else if (strcmp(a, "--f64") == 0)
+        c->f64 = true;
     else
         return false;
     return true;
@@ -657,6 +796,7 @@ typedef struct batch {
     void *mask;         /* [B, L, 1]: 1/len on a gloss's positions     */
     int64_t *bag, *offsets, *labels;
     int64_t n_bag;
+    int64_t whole;      /* the whole batch over all ranks (0: B)        */
 } batch;
 
 typedef struct batch_buffers {
@@ -884,11 +1024,11 @@ static int64_t plan_batch_size(const epoch_plan *p, int64_t b)
 
 /* ============================================================= training */
 
-enum { PHASE_BATCH, PHASE_FORWARD, PHASE_BACKWARD, PHASE_SPARSE, PHASE_DENSE,
-       PHASES };
+enum { PHASE_BATCH, PHASE_FORWARD, PHASE_BACKWARD, PHASE_EXCHANGE,
+       PHASE_SPARSE, PHASE_DENSE, PHASES };
 
 static const char *const phase_names[PHASES] = {
-    "batch", "forward", "backward", "sparse_adam", "adam"};
+    "batch", "forward", "backward", "exchange", "sparse_adam", "adam"};
 
 typedef struct trainer {
     yk_ctx *ctx;
@@ -1010,26 +1150,54 @@ static void print_profile(trainer *t, int64_t steps)
     }
 }
 
-/* One step on a batch: forward, backward, both optimizers. The loss. The
+/*
+ * Forward and backward of this rank's slice b of a batch of `whole`
+ * examples: the cross-entropy summed over the slice, times 1 / whole (the
+ * backward's seed), so that the ranks' gradients add up to the gradient of
+ * the whole batch's mean loss. Its value (this slice's share of the mean).
+ */
+static double slice_gradients(trainer *t, const batch *b, int64_t whole)
+{
+    yk_ctx *ctx = t->ctx;
+    wn_net *n = t->net;
+    batch_tensors bt = wrap_batch(ctx, b, n->K, n->dt);
+    yk_tensor *seed = check_ptr(ctx, yk_tensor_full(ctx, n->dt, 0, NULL,
+                                                    1.0 / (double)whole),
+                                "loss scale");
+    phase_end(t, PHASE_BATCH);
+    yk_graph *g = check_ptr(ctx, yk_graph_begin(ctx), "graph");
+    yk_node *logits = forward(g, n, &bt, b->L);
+    yk_node *loss = yk_cross_entropy(g, logits, yk_const(g, bt.labels),
+                                     YK_REDUCE_SUM);
+    double value = loss && yk_value(loss)
+                       ? yk_tensor_get(yk_value(loss), 0) / (double)whole
+                       : NAN;
+    phase_end(t, PHASE_FORWARD);
+    check(ctx, loss ? yk_backward_seeded(g, 1, &loss,
+                                         (const yk_tensor *const *)&seed)
+                    : yk_graph_status(g), "step");
+    yk_graph_end(g);
+    yk_tensor_free(seed);
+    free_batch_tensors(&bt);
+    return value;
+}
+
+/* One step on a batch (this rank's slice of it): forward, backward, the
+ * ranks' gradient sum, both optimizers. The whole batch's mean loss. The
  * batch's making is charged to PHASE_BATCH by the caller's mark. */
 static double train_step(trainer *t, const batch *b)
 {
     yk_ctx *ctx = t->ctx;
     wn_net *n = t->net;
+    int64_t whole = b->whole ? b->whole : b->B;
     yk_model_zero_grad(n->m);
-    batch_tensors bt = wrap_batch(ctx, b, n->K, n->dt);
-    phase_end(t, PHASE_BATCH);
-    yk_graph *g = check_ptr(ctx, yk_graph_begin(ctx), "graph");
-    yk_node *logits = forward(g, n, &bt, b->L);
-    yk_node *loss = yk_cross_entropy(g, logits, yk_const(g, bt.labels),
-                                     YK_REDUCE_MEAN);
-    double value = loss && yk_value(loss) ? yk_tensor_get(yk_value(loss), 0)
-                                          : NAN;
-    phase_end(t, PHASE_FORWARD);
-    check(ctx, loss ? yk_backward(g, loss) : yk_graph_status(g), "step");
-    yk_graph_end(g);
-    free_batch_tensors(&bt);
+    /* A rank whose slice is empty (batch smaller than the ranks) still
+     * takes part in the exchange, with no gradient. */
+    double value = b->B > 0 ? slice_gradients(t, b, whole) : 0.0;
     phase_end(t, PHASE_BACKWARD);
+    ranks_sync_grads(ctx, n->m);
+    ranks_sum(ctx, &value, 1);
+    phase_end(t, PHASE_EXCHANGE);
     double lr = t->c->cosine ? yk_lr_cosine(t->c->lr, t->step, t->total_steps,
                                             0.0)
                              : t->c->lr;
@@ -1063,13 +1231,14 @@ static int64_t argmax_row(const yk_tensor *t, int64_t row, int64_t C)
     return best;
 }
 
-/* Accuracy and mean loss over e, in batches of bb->max_B, no gradients. */
+/* Accuracy and mean loss over e, in batches of bb->max_B, no gradients.
+ * Ranks take every size-th batch and sum their counts. */
 static eval_result evaluate(yk_ctx *ctx, const wn_net *n, const examples *e,
                             batch_buffers *bb, const epoch_plan *p)
 {
     eval_result r = {.n = e->n};
-    int64_t correct = 0;
-    for (int64_t k = 0; k < p->n_batches; k++) {
+    double correct = 0;
+    for (int64_t k = world.rank; k < p->n_batches; k += world.size) {
         int64_t B = plan_batch_size(p, k);
         batch b = make_batch(bb, e, p->order + p->starts[k], B);
         batch_tensors bt = wrap_batch(ctx, &b, n->K, n->dt);
@@ -1087,8 +1256,10 @@ static eval_result evaluate(yk_ctx *ctx, const wn_net *n, const examples *e,
         yk_graph_end(g);
         free_batch_tensors(&bt);
     }
-    r.loss /= (double)(e->n ? e->n : 1);
-    r.accuracy = (double)correct / (double)(e->n ? e->n : 1);
+    double sums[2] = {r.loss, correct};
+    ranks_sum(ctx, sums, 2);
+    r.loss = sums[0] / (double)(e->n ? e->n : 1);
+    r.accuracy = sums[1] / (double)(e->n ? e->n : 1);
     return r;
 }
 
@@ -1139,6 +1310,17 @@ static void progress_update(progress *p, int epoch, int epochs, int64_t done,
         p->next_quarter = quarter + 1;
     }
     fflush(stdout);
+}
+
+/* One updating line on a terminal. Under MPI, plain lines: mpirun hands
+ * the ranks a pseudo-terminal whatever its own output is. */
+static bool stdout_is_terminal(void)
+{
+#ifdef WORDNET_MPI
+    return false;
+#else
+    return isatty(STDOUT_FILENO);
+#endif
 }
 
 static void progress_done(const progress *p)
@@ -1205,11 +1387,12 @@ static void config_json(char *buf, size_t size, const wn_config *c,
 {
     snprintf(buf, size, "{\"dim\": %lld, \"extra_dim\": %lld, \"hidden\": "
              "%lld, \"kernel\": %lld, \"buckets\": %lld, \"max_len\": %lld, "
-             "\"min_count\": %lld, \"untie\": %d, \"vocab\": %lld}",
+             "\"min_count\": %lld, \"untie\": %d, \"vocab\": %lld, "
+             "\"f64\": %d}",
              (long long)c->dim, (long long)c->extra_dim, (long long)c->hidden,
              (long long)c->kernel, (long long)c->buckets,
              (long long)c->max_len, (long long)c->min_count, c->untie ? 1 : 0,
-             (long long)V);
+             (long long)V, c->f64 ? 1 : 0);
 }
 
 /* The integer of "key" in a config_json string; dies when absent. */
@@ -1244,6 +1427,8 @@ static int64_t config_from_checkpoint(yk_ctx *ctx, wn_config *c,
     c->max_len = config_int(json, "max_len", path);
     c->min_count = config_int(json, "min_count", path);
     c->untie = config_int(json, "untie", path) != 0;
+    /* Older checkpoints have no "f64": they are f32. */
+    c->f64 = strstr(json, "\"f64\": ") && config_int(json, "f64", path);
     int64_t V = config_int(json, "vocab", path);
     yk_safetensors_close(f);
     return V;
@@ -1298,6 +1483,7 @@ static void free_dataset(dataset *s)
 
 typedef struct epoch_stats {
     double loss, seconds, cpu, rate;
+    exchange per_step; /* this rank's MPI traffic per training step */
 } epoch_stats;
 
 static epoch_stats train_epoch(trainer *t, const dataset *s,
@@ -1308,14 +1494,18 @@ static epoch_stats train_epoch(trainer *t, const dataset *s,
     int64_t steps = p.n_batches;
     if (c->max_steps && c->max_steps < steps)
         steps = c->max_steps;
-    progress pr = {.tty = isatty(STDOUT_FILENO), .t0 = now_seconds(),
+    progress pr = {.tty = stdout_is_terminal(), .t0 = now_seconds(),
                    .steps = steps, .next_quarter = 1};
     double loss_sum = 0, cpu0 = cpu_seconds();
     int64_t examples = 0;
+    ranks_exchange_since_last();
     phase_start(t);
     for (int64_t k = 0; k < steps; k++) {
-        int64_t B = plan_batch_size(&p, k);
-        batch b = make_batch(bb, &s->train, p.order + p.starts[k], B);
+        int64_t B = plan_batch_size(&p, k), first, stop;
+        ranks_split(B, &first, &stop);
+        batch b = make_batch(bb, &s->train, p.order + p.starts[k] + first,
+                             stop - first);
+        b.whole = B;
         loss_sum += train_step(t, &b);
         examples += B;
         progress_update(&pr, epoch, c->epochs, k + 1, examples, loss_sum);
@@ -1328,6 +1518,10 @@ static epoch_stats train_epoch(trainer *t, const dataset *s,
                       .seconds = now_seconds() - pr.t0,
                       .cpu = cpu_seconds() - cpu0};
     st.rate = st.seconds > 0 ? (double)examples / st.seconds : 0;
+    exchange x = ranks_exchange_since_last();
+    double per = (double)(steps ? steps : 1);
+    st.per_step = (exchange){x.sent / per, x.received / per,
+                             x.collectives / per};
     return st;
 }
 
@@ -1342,7 +1536,7 @@ static void train(yk_ctx *ctx, const wn_config *c, wn_net *n,
     batch_buffers train_bb = alloc_buffers(&s->train, c->batch, n->K, n->dt);
     batch_buffers test_bb = alloc_buffers(&s->test, EVAL_BATCH, n->K, n->dt);
     epoch_plan test_plan = plan_epoch(&s->test, EVAL_BATCH, c->max_len, NULL);
-    FILE *csv = open_csv(c->csv_path);
+    FILE *csv = world.rank == 0 ? open_csv(c->csv_path) : NULL;
     rng r = {c->seed};
     double t0 = now_seconds();
     for (int e = 1; e <= c->epochs; e++) {
@@ -1355,16 +1549,21 @@ static void train(yk_ctx *ctx, const wn_config *c, wn_net *n,
                "eval; %.1f s total)\n", e, c->epochs, st.loss, ev.loss,
                ev.accuracy, st.rate, st.seconds, st.cpu, eval_s,
                now_seconds() - t0);
+        if (world.size > 1)
+            printf("  %d ranks, per step rank 0 sent %.1f KB, received %.1f "
+                   "KB in %.1f collectives\n", world.size,
+                   st.per_step.sent / 1e3, st.per_step.received / 1e3,
+                   st.per_step.collectives);
         fflush(stdout);
         if (csv) {
-            fprintf(csv, "%d,%.6f,%.6f,%.6f,%.1f,%.3f,%.3f,%.3f\n", e,
+            fprintf(csv, "%d,%.12g,%.12g,%.6f,%.1f,%.3f,%.3f,%.3f\n", e,
                     st.loss, ev.loss, ev.accuracy, st.rate,
                     st.seconds + eval_s, st.cpu, now_seconds() - t0);
             fflush(csv);
         }
     }
     close_csv(csv, c->csv_path);
-    if (c->save_path)
+    if (c->save_path && world.rank == 0)
         save_model(ctx, n, c, t.step);
     free_plan(&test_plan);
     free_buffers(&train_bb);
@@ -1393,23 +1592,32 @@ int wordnet_main(int argc, char **argv);
 
 int wordnet_main(int argc, char **argv)
 {
+    ranks_init(&argc, &argv);
     wn_config c = parse_args(argc, argv);
     yk_ctx *ctx = check_ptr(NULL, yk_ctx_new(), "context");
+    ranks_connect(ctx);
     check(ctx, yk_set_threads(ctx, c.threads), "--threads");
     int64_t saved_V = c.eval_path ? config_from_checkpoint(ctx, &c,
                                                            c.eval_path)
                                   : 0;
     dataset s = load_dataset(&c);
     if (c.export_dir) {
-        export_split(&s.data, &s.v, &s.train, &s.test, &c);
+        if (world.rank == 0)
+            export_split(&s.data, &s.v, &s.train, &s.test, &c);
     } else {
         if (c.eval_path && saved_V != s.v.size)
             die("%s: trained with a vocabulary of %lld words, but %s gives "
                 "%lld (another WordNet, or another --min-count?)",
                 c.eval_path, (long long)saved_V, c.data_dir,
                 (long long)s.v.size);
-        wn_net n = make_net(ctx, &c, s.v.size, WN_NUM_LABELS, YK_F32);
+        wn_net n = make_net(ctx, &c, s.v.size, WN_NUM_LABELS,
+                            c.f64 ? YK_F64 : YK_F32);
         print_model(&n, &c);
+        if (world.size > 1)
+            printf("data parallel: %d MPI ranks of %d threads, each a slice "
+                   "of every batch of %lld\n", world.size, c.threads,
+                   (long long)c.batch);
+        ranks_broadcast(ctx, n.m);
         if (c.eval_path)
             eval_checkpoint(ctx, &c, &n, &s);
         else
@@ -1418,6 +1626,7 @@ int wordnet_main(int argc, char **argv)
         yk_model_free(n.m);
     }
     free_dataset(&s);
+    ranks_end();
     yk_ctx_free(ctx);
     return 0;
 }

@@ -786,3 +786,61 @@ Test(wordnet_program, eval_refuses_another_vocabulary)
     cr_assert_eq(run_program(args, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "trained with a vocabulary of"), "%s", out);
 }
+
+/* ------------------------------------------- data parallel (MPI build) */
+
+/* Trains wordnet_mpi (env WORDNET_MPI) on np ranks through tests/mpi_run.sh
+ * (env MPI_RUN), f64, 2 epochs of 5 steps of batches of 15 (an uneven
+ * split: 8 + 7 examples on 2 ranks); each epoch's train and test loss from
+ * its CSV into loss[epoch][0..1], its test accuracy into loss[epoch][2]. */
+static void train_on_ranks(int np, const char *dir, double loss[2][3])
+{
+    char cmd[2048], csv[256], out[16384], line[512];
+    snprintf(csv, sizeof csv, "%s/np%d.csv", dir, np);
+    snprintf(cmd, sizeof cmd, "%s %d %s %s --batch 15 --f64 --epochs 2 "
+             "--max-steps 5 --threads 1 --csv %s 2>&1", getenv("MPI_RUN"),
+             np, getenv("WORDNET_MPI"), small_args, csv);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p != NULL, "popen: %s", strerror(errno));
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    int status = pclose(p);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s:\n%s", cmd,
+              out);
+    if (np > 1)
+        cr_assert(strstr(out, "data parallel: 2 MPI ranks"), "%s", out);
+    FILE *f = fopen(csv, "r");
+    cr_assert(f != NULL, "%s: %s", csv, strerror(errno));
+    cr_assert(fgets(line, sizeof line, f));
+    for (int e = 0; e < 2; e++) {
+        int ep;
+        cr_assert(fgets(line, sizeof line, f), "%s: row %d", csv, e);
+        cr_assert_eq(sscanf(line, "%d,%lf,%lf,%lf", &ep, &loss[e][0],
+                            &loss[e][1], &loss[e][2]), 4, "%s", line);
+    }
+    fclose(f);
+}
+
+/* The claim of docs/MPI.md: each rank's loss is its slice's summed loss
+ * over the whole batch's size and the gradients are summed, so 2 ranks
+ * take the very steps 1 rank takes, up to the order of f64 additions. */
+Test(wordnet_mpi, two_ranks_train_as_one)
+{
+    if (!getenv("WORDNET_MPI") || !getenv("MPI_RUN"))
+        cr_skip_test("WORDNET_MPI and MPI_RUN are not set (meson test "
+                     "wordnet_mpi sets them)");
+    char *dir = temp_dir();
+    double one[2][3], two[2][3];
+    train_on_ranks(1, dir, one);
+    train_on_ranks(2, dir, two);
+    /* It trained: the second epoch's loss is not the first's. */
+    cr_assert(one[1][0] < one[0][0], "train loss %.12g -> %.12g", one[0][0],
+              one[1][0]);
+    for (int e = 0; e < 2; e++) {
+        for (int k = 0; k < 2; k++)
+            cr_assert(fabs(one[e][k] - two[e][k]) <= 1e-9 * fabs(one[e][k]),
+                      "epoch %d, %s loss: 1 rank %.12g, 2 ranks %.12g",
+                      e + 1, k ? "test" : "train", one[e][k], two[e][k]);
+        cr_assert_eq(one[e][2], two[e][2], "epoch %d accuracy", e + 1);
+    }
+}
