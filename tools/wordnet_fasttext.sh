@@ -14,7 +14,7 @@
 #   -w  the C program (default build/wordnet)
 #   -d  WordNet dict folder (default /usr/share/wordnet)
 #   -o  folder for the text files and the model (default /tmp/wordnet-fasttext)
-#   -t  threads (default 2)
+#   -t, --threads N  threads (default 2)
 #   -l  hold this lock file (flock) during each training, so that timed
 #       runs on a shared machine do not overlap
 #   --  fastText supervised options (default: -epoch 50 -lr 1.0
@@ -37,13 +37,17 @@ while [ $# -gt 0 ]; do
         -w) wordnet=$2; shift 2 ;;
         -d) data=$2; shift 2 ;;
         -o) out=$2; shift 2 ;;
-        -t) threads=$2; shift 2 ;;
+        -t|--threads) [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] ||
+               { echo "wordnet_fasttext.sh: $1 needs a thread count >= 1" >&2; exit 2; }
+           threads=$2; shift 2 ;;
         -l) lock=$2; shift 2 ;;
         --sweep) sweep=1; shift ;;
         --) shift; options=("$@"); break ;;
         -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --version) sed -n 's/^#define YOKE_VERSION_STRING "\(.*\)"/wordnet_fasttext.sh (yoke) \1/p' \
+                       "$(dirname "$0")/../lib/yoke.h"; exit 0 ;;
         *) echo "wordnet_fasttext.sh: unknown argument '$1' (see --help)" >&2
-           exit 1 ;;
+           exit 2 ;;
     esac
 done
 

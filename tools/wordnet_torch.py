@@ -24,7 +24,6 @@ convolution kernel.
 Per epoch it prints the train loss, test loss and accuracy, examples/s,
 and the wall and CPU seconds of the training pass.
 """
-import argparse
 import math
 import os
 import subprocess
@@ -35,6 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+import yoke_cli
 
 
 def read_meta(path):
@@ -211,7 +212,7 @@ def export(a):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = yoke_cli.parser(__doc__)
     p.add_argument("--export", required=True,
                    help="folder of `wordnet --export` (made if missing)")
     p.add_argument("--wordnet", default="build/wordnet",
@@ -229,7 +230,6 @@ def main():
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--constant-lr", action="store_true")
     p.add_argument("--init-std", type=float, default=0.1)
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--untie", action="store_true")
     p.add_argument("--conv1d", action="store_true")
     p.add_argument("--seed", type=int, default=1)
@@ -239,7 +239,7 @@ def main():
                    help="print the wall and CPU ms per step of each phase")
     a = p.parse_args()
 
-    torch.set_num_threads(a.threads)
+    torch.set_num_threads(a.threads or 1)
     torch.manual_seed(a.seed)
     export(a)
     meta = read_meta(os.path.join(a.export, "meta.txt"))
