@@ -24,6 +24,8 @@
 
 /* ---------------------------------------------------------------- ctx */
 
+struct yk__arena_chunk;
+
 struct yk_ctx {
     yk_alloc_fn alloc;
     void *ud;
@@ -31,12 +33,25 @@ struct yk_ctx {
     uint64_t next_graph_id;
     yk_status status;
     char msg[512];
+    /* The big arena chunks (over 1 MiB) of the last ended graph, kept for
+     * the next graph (graph.c) so that a training loop does not map,
+     * fault in and unmap its step's gradient rows every step. Kept only
+     * while a model is alive (live_models, counted by model.c): the last
+     * yk_model_free releases them (yk__arena_release), so nothing is held
+     * once the user has freed what they made. */
+    struct yk__arena_chunk *spare;
+    int live_models;
 };
 
 /* Allocation through the context's hook. yk__alloc zeroes the block. */
 void *yk__alloc(yk_ctx *ctx, size_t size);
 void *yk__realloc(yk_ctx *ctx, void *p, size_t old_size, size_t new_size);
 void yk__free(yk_ctx *ctx, void *p, size_t size);
+/* Zeroed tensor / parameter storage, 64-byte aligned (2 MiB aligned, with
+ * transparent huge pages asked for, from 2 MiB on); freed with
+ * yk__free_aligned and the same size. Sets YK_ENOMEM on ctx on failure. */
+void *yk__alloc_aligned(yk_ctx *ctx, size_t size);
+void yk__free_aligned(yk_ctx *ctx, void *p, size_t size);
 char *yk__strdup(yk_ctx *ctx, const char *s);
 
 /* Records an error on ctx and returns code. printf-style message. */
@@ -169,6 +184,10 @@ struct yk_graph {
 /* Arena memory, zeroed, 64-byte aligned; NULL (and a sticky YK_ENOMEM)
  * on failure. */
 void *yk__arena_alloc(yk_graph *g, size_t size);
+/* The same, not zeroed: for buffers the caller writes in full. */
+void *yk__arena_alloc_raw(yk_graph *g, size_t size);
+/* Frees the context's spare arena chunks (model.c, at the last model). */
+void yk__arena_release(yk_ctx *ctx);
 
 /* Records err on the graph (sticky) and the context; returns NULL. */
 yk_node *yk__fail(yk_graph *g, yk_status code, const char *fmt, ...)

@@ -29,44 +29,123 @@ static char *chunk_start(yk__arena_chunk *c)
     return (char *)((p + ALIGN - 1) & ~(uintptr_t)(ALIGN - 1));
 }
 
-void *yk__arena_alloc(yk_graph *g, size_t size)
+static size_t chunk_total(size_t size)
 {
-    size = (size + ALIGN - 1) & ~(size_t)(ALIGN - 1);
-    yk__arena_chunk *c = g->chunks;
-    if (!c || c->size - c->used < size) {
-        size_t want = size > ARENA_CHUNK ? size : ARENA_CHUNK;
-        size_t total = chunk_header() + want + ALIGN;
-        c = g->ctx->alloc(g->ctx->ud, NULL, 0, total);
+    return chunk_header() + size + ALIGN;
+}
+
+/* The size of a new chunk for a request of size bytes: ARENA_CHUNK, or a
+ * big request rounded up to a multiple of 1/8 of its power of two, so a
+ * step that needs a little more than the last one (one more distinct row)
+ * still fits in the chunk the last one left. */
+static size_t chunk_size_for(size_t size)
+{
+    if (size <= ARENA_CHUNK)
+        return ARENA_CHUNK;
+    size_t step = ARENA_CHUNK >> 3;
+    while (step <= size >> 4)
+        step <<= 1;
+    return size + step - 1 < size ? size : (size + step - 1) / step * step;
+}
+
+/* The smallest spare chunk that holds want bytes and is not more than
+ * twice that (a big chunk is not spent on small requests), unlinked from
+ * the context's list; NULL when there is none. */
+static yk__arena_chunk *take_spare(yk_ctx *ctx, size_t want)
+{
+    yk__arena_chunk **best = NULL;
+    for (yk__arena_chunk **pc = &ctx->spare; *pc; pc = &(*pc)->next) {
+        size_t have = (*pc)->size;
+        if (have >= want && have / 2 <= want &&
+            (!best || have < (*best)->size))
+            best = pc;
+    }
+    if (!best)
+        return NULL;
+    yk__arena_chunk *c = *best;
+    *best = c->next;
+    return c;
+}
+
+static yk__arena_chunk *new_chunk(yk_graph *g, size_t size)
+{
+    size_t want = chunk_size_for(size);
+    yk__arena_chunk *c = want > ARENA_CHUNK ? take_spare(g->ctx, want) : NULL;
+    if (!c) {
+        bool fits = want <= SIZE_MAX - chunk_total(0);
+        c = fits ? g->ctx->alloc(g->ctx->ud, NULL, 0, chunk_total(want)) : NULL;
         if (!c) {
             yk__fail(g, YK_ENOMEM, "out of memory: the graph needs %zu more "
                      "bytes (it uses %zu)", size, g->bytes);
             return NULL;
         }
         c->size = want;
-        c->used = 0;
-        if (want > ARENA_CHUNK && g->chunks) {
-            /* A big block gets a chunk of its own, kept under the current
-             * chunk so that small requests go on filling that one. */
-            c->next = g->chunks->next;
-            g->chunks->next = c;
-        } else {
-            c->next = g->chunks;
-            g->chunks = c;
-        }
+    }
+    c->used = 0;
+    if (c->size > ARENA_CHUNK && g->chunks) {
+        /* A big block gets a chunk of its own, kept under the current
+         * chunk so that small requests go on filling that one. */
+        c->next = g->chunks->next;
+        g->chunks->next = c;
+    } else {
+        c->next = g->chunks;
+        g->chunks = c;
+    }
+    return c;
+}
+
+void *yk__arena_alloc_raw(yk_graph *g, size_t size)
+{
+    size = (size + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    yk__arena_chunk *c = g->chunks;
+    if (!c || c->size - c->used < size) {
+        c = new_chunk(g, size);
+        if (!c)
+            return NULL;
     }
     void *p = chunk_start(c) + c->used;
     c->used += size;
     g->bytes += size;
-    memset(p, 0, size);
     return p;
 }
 
+void *yk__arena_alloc(yk_graph *g, size_t size)
+{
+    void *p = yk__arena_alloc_raw(g, size);
+    if (p)
+        memset(p, 0, size);
+    return p;
+}
+
+void yk__arena_release(yk_ctx *ctx)
+{
+    yk__arena_chunk *c = ctx->spare;
+    while (c) {
+        yk__arena_chunk *next = c->next;
+        ctx->alloc(ctx->ud, c, chunk_total(c->size), 0);
+        c = next;
+    }
+    ctx->spare = NULL;
+}
+
+/* The graph's big chunks (the blocks of over ARENA_CHUNK bytes: a big
+ * table's gradient rows, sort buffers) become the context's spares while a
+ * model lives to release them; spares this graph did not take are let go,
+ * so the cache holds about one step's big blocks. The ordinary chunks go
+ * back to the allocator, which reuses blocks of their size cheaply. */
 static void arena_free(yk_graph *g)
 {
+    yk_ctx *ctx = g->ctx;
+    yk__arena_release(ctx);
     yk__arena_chunk *c = g->chunks;
     while (c) {
         yk__arena_chunk *next = c->next;
-        g->ctx->alloc(g->ctx->ud, c, chunk_header() + c->size + ALIGN, 0);
+        if (c->size > ARENA_CHUNK && ctx->live_models > 0) {
+            c->next = ctx->spare;
+            ctx->spare = c;
+        } else {
+            ctx->alloc(ctx->ud, c, chunk_total(c->size), 0);
+        }
         c = next;
     }
     g->chunks = NULL;

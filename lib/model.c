@@ -9,8 +9,10 @@ yk_model *yk_model_new(yk_ctx *ctx)
     if (!ctx)
         return NULL;
     yk_model *m = yk__alloc(ctx, sizeof *m);
-    if (m)
+    if (m) {
         m->ctx = ctx;
+        ctx->live_models++; /* graphs keep arena chunks while a model lives */
+    }
     return m;
 }
 
@@ -35,7 +37,7 @@ static void param_free(yk_param *p)
 {
     yk_ctx *ctx = p->model->ctx;
     grad_free(p);
-    yk__free(ctx, p->value.data, yk_tensor_nbytes(&p->value));
+    yk__free_aligned(ctx, p->value.data, yk_tensor_nbytes(&p->value));
     yk__free(ctx, p->name, strlen(p->name) + 1);
     yk__free(ctx, p, sizeof *p);
 }
@@ -47,7 +49,10 @@ void yk_model_free(yk_model *m)
     for (int i = 0; i < m->n; i++)
         param_free(m->params[i]);
     yk__free(m->ctx, m->params, (size_t)m->cap * sizeof *m->params);
-    yk__free(m->ctx, m, sizeof *m);
+    yk_ctx *ctx = m->ctx;
+    yk__free(ctx, m, sizeof *m);
+    if (--ctx->live_models == 0)
+        yk__arena_release(ctx);
 }
 
 yk_param *yk_model_add(yk_model *m, const char *name, yk_dtype dt, int ndim,
@@ -91,7 +96,8 @@ yk_param *yk_model_add(yk_model *m, const char *name, yk_dtype dt, int ndim,
     yk__tensor_init(&p->value, ctx, dt, ndim, shape, numel);
     p->value.storage = YK__ARENA; /* freed by param_free, never by users */
     p->name = yk__strdup(ctx, name);
-    p->value.data = p->name ? yk__alloc(ctx, yk_tensor_nbytes(&p->value)) : NULL;
+    p->value.data = p->name ? yk__alloc_aligned(ctx, yk_tensor_nbytes(&p->value))
+                            : NULL;
     if (!p->value.data) {
         yk__free(ctx, p->name, p->name ? strlen(p->name) + 1 : 0);
         yk__free(ctx, p, sizeof *p);
@@ -288,10 +294,20 @@ static int cmp_row_index(const void *a, const void *b, void *rows)
     return ia < ib ? -1 : ia > ib;
 }
 
-/* Sorts the rows (stable) and sums repeats, in place. */
+static bool rows_ascending(const int64_t *rows, int64_t n)
+{
+    for (int64_t i = 1; i < n; i++)
+        if (rows[i] <= rows[i - 1])
+            return false;
+    return true;
+}
+
+/* Sorts the rows (stable) and sums repeats, in place. Rows already
+ * strictly ascending (one op's gradient: embedding and embedding_bag send
+ * each distinct row once, in order) are left as they are. */
 static yk_status coalesce(yk_param *p)
 {
-    if (p->rows_coalesced || p->nrows == 0) {
+    if (p->rows_coalesced || rows_ascending(p->rows, p->nrows)) {
         p->rows_coalesced = true;
         return YK_OK;
     }

@@ -2,7 +2,11 @@
 #include "engine.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 const char *yk_dtype_name(yk_dtype dt)
 {
@@ -84,6 +88,69 @@ bool yk__same_shape(const yk_tensor *a, const yk_tensor *b)
     return true;
 }
 
+/* ------------------------------------------------- aligned storage */
+
+/*
+ * Tensor and parameter data start on a cache line (64 bytes), so a
+ * 256-byte embedding row spans 4 lines, not 5; blocks of 2 MiB or more
+ * start on a 2 MiB boundary and ask for transparent huge pages, because a
+ * random row of a big table otherwise costs a TLB miss. The hook only
+ * promises 16-byte alignment, so the block is over-allocated and the
+ * hook's own pointer is kept just before the aligned one. The hook sees
+ * the same size on allocation and free, so its accounting stays exact.
+ */
+#define HUGE_ALIGN ((size_t)2 << 20)
+#define LINE_ALIGN ((size_t)64)
+
+static size_t alignment_for(size_t size)
+{
+    return size >= HUGE_ALIGN ? HUGE_ALIGN : LINE_ALIGN;
+}
+
+static size_t aligned_total(size_t size)
+{
+    return size + alignment_for(size) + sizeof(void *);
+}
+
+void *yk__alloc_aligned(yk_ctx *ctx, size_t size)
+{
+    if (size == 0)
+        size = 1;
+    size_t align = alignment_for(size);
+    if (size > SIZE_MAX - align - sizeof(void *)) {
+        yk__error(ctx, YK_ENOMEM, "out of memory allocating %zu bytes", size);
+        return NULL;
+    }
+    char *base = ctx->alloc(ctx->ud, NULL, 0, aligned_total(size));
+    if (!base) {
+        yk__error(ctx, YK_ENOMEM, "out of memory allocating %zu bytes", size);
+        return NULL;
+    }
+    uintptr_t at = ((uintptr_t)base + sizeof(void *) + align - 1) &
+                   ~(uintptr_t)(align - 1);
+    void *p = (void *)at;
+    memcpy((char *)p - sizeof(void *), &base, sizeof base);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    /* Before the first touch, so the zeroing below faults in huge pages.
+     * Only advice: failure changes nothing but speed. */
+    if (align == HUGE_ALIGN)
+        madvise(p, size & ~(HUGE_ALIGN - 1), MADV_HUGEPAGE);
+#endif
+    memset(p, 0, size);
+    return p;
+}
+
+void yk__free_aligned(yk_ctx *ctx, void *p, size_t size)
+{
+    if (!p)
+        return;
+    if (size == 0)
+        size = 1;
+    void *base;
+    memcpy(&base, (char *)p - sizeof(void *), sizeof base);
+    ctx->alloc(ctx->ud, base, aligned_total(size), 0);
+}
+
 static yk_tensor *tensor_new(yk_ctx *ctx, const char *fn, yk_dtype dt,
                              int ndim, const int64_t *shape, bool alloc_data)
 {
@@ -98,7 +165,7 @@ static yk_tensor *tensor_new(yk_ctx *ctx, const char *fn, yk_dtype dt,
     yk__tensor_init(t, ctx, dt, ndim, shape, numel);
     t->storage = YK__OWNED;
     if (alloc_data) {
-        t->data = yk__alloc(ctx, (size_t)numel * yk_dtype_size(dt));
+        t->data = yk__alloc_aligned(ctx, (size_t)numel * yk_dtype_size(dt));
         if (!t->data) {
             yk__free(ctx, t, sizeof *t);
             return NULL;
@@ -182,7 +249,7 @@ void yk_tensor_free(yk_tensor *t)
     if (!t)
         return;
     if (t->storage == YK__OWNED)
-        yk__free(t->ctx, t->data, yk_tensor_nbytes(t) ? yk_tensor_nbytes(t) : 1);
+        yk__free_aligned(t->ctx, t->data, yk_tensor_nbytes(t));
     if (t->storage != YK__ARENA)
         yk__free(t->ctx, t, sizeof *t);
 }

@@ -2,10 +2,15 @@
  * embedding.c -- embedding and embedding_bag (sum, mean, max), forward and
  * backward side by side, and embedding_renorm (max_norm).
  *
- * Both ops read the weight only through yk__row() and send its gradient
- * only through yk__grad_rows(), never as a dense [V, D] buffer: the weight
- * may be a lazy column concatenation cat([shared, extra], 1), which then is
- * never materialized, and a large vocabulary costs no V-sized work per step.
+ * Both ops read the weight row by row (as column blocks, each part of a
+ * lazy column concatenation cat([shared, extra], 1) in place, the way
+ * yk__row() defines its rows) and send its gradient only through
+ * yk__grad_rows(), never as a dense [V, D] buffer: a lazy weight is never
+ * materialized, and a large vocabulary costs no V-sized work per step.
+ * The forward kernels keep a bag in registers, prefetch rows well ahead
+ * (random rows of a big table are memory-latency bound) and split bags
+ * over the context's threads; every output element is computed by one
+ * thread in input order, so the bits do not depend on the thread count.
  *
  * Backward groups the lookups by weight row (a stable radix sort of the
  * entry positions), so each distinct row gets one gradient row, summed in
@@ -21,6 +26,7 @@
 #include "../lib/engine.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 /* The normalized "no padding" row: never equal to a valid index. */
@@ -28,29 +34,118 @@
 
 /* --------------------------------------------------- small kernels */
 
-/* How many entries ahead the kernels prefetch weight rows: lookups hit
- * random rows of a large table, and the loads of one row are too few to
- * hide the memory latency on their own. */
-#define PREFETCH_AHEAD 4
-
-/* Prefetches row r of an ordinary weight (a lazy cat's parts are gathered
- * by yk__row and left to the hardware). */
-static inline void prefetch_row(const yk_node *w, int64_t r, size_t row_bytes)
-{
-    if (!w->value.data)
-        return;
-    const char *p = (const char *)w->value.data + (size_t)r * row_bytes;
-    for (size_t k = 0; k < row_bytes; k += 64)
-        __builtin_prefetch(p + k);
-}
-
 /* Vectorizes a loop at -O2 as well (GCC's -O2 cost model leaves loops of
  * unknown length scalar); a no-op without OpenMP. */
 #ifdef _OPENMP
+#include <omp.h>
 #define SIMD _Pragma("omp simd")
 #else
 #define SIMD
 #endif
+
+/*
+ * Lookups hit random rows of a large table: a row costs a memory (and
+ * often a TLB) miss of several hundred ns, which its few loads cannot
+ * hide, so the kernels keep about 16 rows in flight with software
+ * prefetches of every cache line of the row PREFETCH_BYTES ahead.
+ */
+#define PREFETCH_BYTES 4096
+#define PREFETCH_MIN 8
+#define PREFETCH_MAX 16
+
+/* How many lookups ahead to prefetch rows of rb bytes. */
+static inline int64_t prefetch_distance(size_t rb)
+{
+    int64_t d = (int64_t)(PREFETCH_BYTES / (rb ? rb : 1));
+    return d < PREFETCH_MIN ? PREFETCH_MIN : d > PREFETCH_MAX ? PREFETCH_MAX
+                                                              : d;
+}
+
+/* Prefetches every cache line of the rb bytes at p (a row need not start
+ * on a line). */
+static inline void prefetch_lines(const char *p, size_t rb)
+{
+    const char *line = (const char *)((uintptr_t)p & ~(uintptr_t)63);
+    for (; line < p + rb; line += 64)
+        __builtin_prefetch(line);
+}
+
+/*
+ * A weight is read as column blocks: an ordinary weight is one block; a
+ * lazy column concatenation (yk__row's "lazy cat": a row is its parts'
+ * rows side by side) is one block per part that holds data, so a bag over
+ * cat([shared, extra], 1) reads each part's rows in place, as two bags
+ * would, and the [V, D1 + D2] matrix is never made.
+ */
+typedef struct col_block {
+    const char *base; /* the part's data, [V, cols]            */
+    int64_t cols;     /* its columns                            */
+    int64_t col;      /* its first column in the weight's row   */
+} col_block;
+
+static int count_blocks(const yk_node *w)
+{
+    if (w->value.data)
+        return 1;
+    int n = 0;
+    for (int i = 0; i < w->n_inputs; i++)
+        n += count_blocks(w->inputs[i]);
+    return n;
+}
+
+static int fill_blocks(const yk_node *w, int64_t col, col_block *out)
+{
+    if (w->value.data) {
+        *out = (col_block){w->value.data, w->value.shape[1], col};
+        return 1;
+    }
+    int n = 0;
+    for (int i = 0; i < w->n_inputs; i++) {
+        n += fill_blocks(w->inputs[i], col, out + n);
+        col += w->inputs[i]->value.shape[1];
+    }
+    return n;
+}
+
+/* The weight's column blocks, in the arena; NULL (graph failed) on OOM. */
+static col_block *weight_blocks(yk_graph *g, const yk_node *w, int *n)
+{
+    *n = count_blocks(w);
+    col_block *b = yk__arena_alloc_raw(g, (size_t)*n * sizeof *b);
+    if (b)
+        fill_blocks(w, 0, b);
+    return b;
+}
+
+/* Runs kernel(job, lo, hi) over [0, n) items, split in contiguous ranges
+ * over the context's threads when the work (n x cost) is big enough to pay
+ * for waking them. Each item is computed by one thread alone, so results
+ * do not depend on the thread count. */
+typedef void (*range_kernel)(const void *job, int64_t lo, int64_t hi);
+
+#define PARALLEL_MIN_WORK 65536
+
+static void run_split(const yk_graph *g, range_kernel kernel, const void *job,
+                      int64_t n, int64_t cost)
+{
+#ifdef _OPENMP
+    int threads = g->ctx->threads;
+    if (threads > 1 && n > 1 && n * cost >= PARALLEL_MIN_WORK) {
+        if (threads > n)
+            threads = (int)n;
+#pragma omp parallel num_threads(threads)
+        {
+            int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+            kernel(job, n * t / nt, n * (t + 1) / nt);
+        }
+        return;
+    }
+#else
+    (void)g;
+    (void)cost;
+#endif
+    kernel(job, 0, n);
+}
 
 /* y += c x over n elements. */
 static inline void axpy_f32(int64_t n, float c, const float *restrict x,
@@ -216,10 +311,11 @@ typedef struct row_groups {
 static bool group_by_row(yk_graph *g, const int64_t *idx, int64_t n,
                          int64_t padding, int64_t V, row_groups *rg)
 {
-    int64_t *order = yk__arena_alloc(g, (size_t)n * sizeof *order);
-    int64_t *tmp = yk__arena_alloc(g, (size_t)n * sizeof *tmp);
-    rg->rows = yk__arena_alloc(g, (size_t)n * sizeof *rg->rows);
-    rg->start = yk__arena_alloc(g, (size_t)(n + 1) * sizeof *rg->start);
+    /* (not zeroed: each is written before it is read) */
+    int64_t *order = yk__arena_alloc_raw(g, (size_t)n * sizeof *order);
+    int64_t *tmp = yk__arena_alloc_raw(g, (size_t)n * sizeof *tmp);
+    rg->rows = yk__arena_alloc_raw(g, (size_t)n * sizeof *rg->rows);
+    rg->start = yk__arena_alloc_raw(g, (size_t)(n + 1) * sizeof *rg->start);
     if (!order || !tmp || !rg->rows || !rg->start)
         return false;
     int64_t m = 0;
@@ -248,20 +344,48 @@ typedef struct emb_saved {
     bool sparse;
 } emb_saved;
 
-/* out[i] = weight[idx[i]] for every position; a padding row is output as
- * is. yk__row gathers a lazy cat's row straight into the output row. */
-static void embedding_forward(const yk_node *w, const int64_t *idx, int64_t n,
-                              char *out)
+/* One column block of an embedding's output rows. */
+typedef struct emb_job {
+    const int64_t *idx;
+    int64_t n;        /* positions                   */
+    col_block blk;
+    char *out;        /* [n, D]                      */
+    size_t out_rb;    /* bytes of an output row      */
+    size_t es;        /* bytes of an element         */
+} emb_job;
+
+/* out[i] = weight[idx[i]] (this block's columns) for positions [lo, hi);
+ * a padding row is output as is. */
+static void gather_rows(const void *job, int64_t lo, int64_t hi)
 {
-    size_t rb = (size_t)w->value.shape[1] * yk_dtype_size(w->value.dtype);
-    for (int64_t i = 0; i < n; i++) {
-        if (i + PREFETCH_AHEAD < n)
-            prefetch_row(w, idx[i + PREFETCH_AHEAD], rb);
-        char *dst = out + (size_t)i * rb;
-        const void *src = yk__row(w, idx[i], dst);
-        if (src != dst)
-            memcpy(dst, src, rb);
+    const emb_job *j = job;
+    size_t rb = (size_t)j->blk.cols * j->es;
+    int64_t ahead = prefetch_distance(rb);
+    char *out = j->out + (size_t)j->blk.col * j->es;
+    for (int64_t i = lo; i < hi; i++) {
+        if (i + ahead < j->n)
+            prefetch_lines(j->blk.base + (size_t)j->idx[i + ahead] * rb, rb);
+        memcpy(out + (size_t)i * j->out_rb,
+               j->blk.base + (size_t)j->idx[i] * rb, rb);
     }
+}
+
+/* The output, one pass per column block of the weight; false on OOM. */
+static bool embedding_forward(yk_graph *g, const yk_node *w,
+                              const int64_t *idx, int64_t n, char *out)
+{
+    int n_blocks;
+    col_block *blocks = weight_blocks(g, w, &n_blocks);
+    if (!blocks)
+        return false;
+    size_t es = yk_dtype_size(w->value.dtype);
+    emb_job j = {.idx = idx, .n = n, .out = out, .es = es,
+                 .out_rb = (size_t)w->value.shape[1] * es};
+    for (int k = 0; k < n_blocks; k++) {
+        j.blk = blocks[k];
+        run_split(g, gather_rows, &j, n, j.blk.cols + 1);
+    }
+    return true;
 }
 
 yk_node *yk_embedding(yk_graph *g, yk_node *input, yk_node *weight,
@@ -298,17 +422,32 @@ yk_node *yk_embedding(yk_graph *g, yk_node *input, yk_node *weight,
     s->padding = pad;
     s->scale_grad_by_freq = scale_grad_by_freq;
     s->sparse = sparse;
-    embedding_forward(weight, idx->data, idx->numel, yk__data(y));
+    if (!embedding_forward(g, weight, idx->data, idx->numel, yk__data(y)))
+        return NULL;
     return y;
 }
 
+/* The weight gradient of rows [k0, k1) of the groups: one thread's share. */
+typedef struct grad_job {
+    const row_groups *rg;
+    const void *saved;  /* emb_saved or bag_saved          */
+    const void *psw;    /* per_sample_weights, or NULL      */
+    const void *gy;
+    int64_t D;
+    void *dw;           /* [n_rows, D], zeros               */
+} grad_job;
+
 /* dW[row] = sum of gy over the row's positions (divided by their count with
  * scale_grad_by_freq), one gradient row per distinct row. */
-static void embedding_backward_f32(const row_groups *rg, const float *gy,
-                                   int64_t D, bool scale, float *dw)
+static void embedding_backward_f32(const void *job, int64_t k0, int64_t k1)
 {
-    for (int64_t k = 0; k < rg->n_rows; k++) {
-        float *d = dw + k * D;
+    const grad_job *jb = job;
+    const row_groups *rg = jb->rg;
+    const float *gy = jb->gy;
+    bool scale = ((const emb_saved *)jb->saved)->scale_grad_by_freq;
+    int64_t D = jb->D;
+    for (int64_t k = k0; k < k1; k++) {
+        float *d = (float *)jb->dw + k * D;
         for (int64_t j = rg->start[k]; j < rg->start[k + 1]; j++)
             axpy_f32(D, 1, gy + rg->order[j] * D, d);
         if (scale)
@@ -316,16 +455,30 @@ static void embedding_backward_f32(const row_groups *rg, const float *gy,
     }
 }
 
-static void embedding_backward_f64(const row_groups *rg, const double *gy,
-                                   int64_t D, bool scale, double *dw)
+static void embedding_backward_f64(const void *job, int64_t k0, int64_t k1)
 {
-    for (int64_t k = 0; k < rg->n_rows; k++) {
-        double *d = dw + k * D;
+    const grad_job *jb = job;
+    const row_groups *rg = jb->rg;
+    const double *gy = jb->gy;
+    bool scale = ((const emb_saved *)jb->saved)->scale_grad_by_freq;
+    int64_t D = jb->D;
+    for (int64_t k = k0; k < k1; k++) {
+        double *d = (double *)jb->dw + k * D;
         for (int64_t j = rg->start[k]; j < rg->start[k + 1]; j++)
             axpy_f64(D, 1, gy + rg->order[j] * D, d);
         if (scale)
             div_f64(D, (double)(rg->start[k + 1] - rg->start[k]), d);
     }
+}
+
+/* Splits the rows of a weight gradient over the threads: each row is
+ * summed by one thread, in input order, so the bits do not depend on the
+ * thread count. */
+static void run_grad_rows(yk_graph *g, range_kernel kernel,
+                          const grad_job *jb, int64_t entries)
+{
+    int64_t per_row = jb->rg->n_rows ? entries / jb->rg->n_rows + 1 : 1;
+    run_split(g, kernel, jb, jb->rg->n_rows, per_row * (jb->D + 1));
 }
 
 static yk_status backward_embedding(yk_graph *g, yk_node *y, const void *gy)
@@ -344,10 +497,10 @@ static yk_status backward_embedding(yk_graph *g, yk_node *y, const void *gy)
     void *dw = yk__grad_rows(g, y, 1, rg.n_rows, rg.rows, s->sparse);
     if (!dw)
         return g->status;
-    if (w->dtype == YK_F32)
-        embedding_backward_f32(&rg, gy, D, s->scale_grad_by_freq, dw);
-    else
-        embedding_backward_f64(&rg, gy, D, s->scale_grad_by_freq, dw);
+    grad_job jb = {.rg = &rg, .saved = s, .gy = gy, .D = D, .dw = dw};
+    run_grad_rows(g, w->dtype == YK_F32 ? embedding_backward_f32
+                                        : embedding_backward_f64,
+                  &jb, idx->numel);
     return YK_OK;
 }
 
@@ -559,55 +712,93 @@ static bool bag_args_ok(yk_graph *g, yk_node *const *in, const yk_bag_opts *o,
     return true;
 }
 
+/* One pass of a bag kernel: the bags' lookups in one column block of the
+ * weight, into the output columns of that block. */
+typedef struct bag_job {
+    const bag_layout *l;
+    const int64_t *idx;
+    int64_t pad;
+    const void *psw;  /* per_sample_weights (sum), or NULL          */
+    bool mean;
+    col_block blk;
+    void *out;        /* [n_bags, D]                                */
+    int64_t D;
+    int64_t *argmax;  /* [n_bags, D] (max, when backward needs it)  */
+} bag_job;
+
+/* Blocks up to this wide are accumulated in a local row (registers for
+ * the specialized widths) rather than in the output row. */
+#define LOCAL_COLS 128
+
 /* Sum (or mean) of each bag's non-padding rows, psw[i] times row i when
- * given, straight into the output row. */
-static void bag_sum_f32(const yk_node *w, const int64_t *idx, const float *psw,
-                        const bag_layout *l, int64_t pad, bool mean,
-                        float *out, float *scratch)
+ * given: each output element is 0 + row + row ... in entry order, then
+ * divided by the count (mean of more than one row). always_inline lets
+ * the dispatchers below specialize cols. */
+static inline __attribute__((always_inline)) void
+sum_bags_f32(const bag_job *j, int64_t b0, int64_t b1, int64_t cols)
 {
-    int64_t D = w->value.shape[1];
-    size_t rb = (size_t)D * sizeof(float);
-    for (int64_t b = 0; b < l->n_bags; b++) {
-        float *o = out + b * D;
+    const float *w = (const float *)j->blk.base, *psw = j->psw;
+    const int64_t *idx = j->idx;
+    size_t rb = (size_t)cols * sizeof(float);
+    int64_t ahead = prefetch_distance(rb), n = j->l->n;
+    float local[LOCAL_COLS];
+    for (int64_t b = b0; b < b1; b++) {
+        float *o = (float *)j->out + b * j->D + j->blk.col;
+        float *acc = cols <= LOCAL_COLS ? local : o;
         int64_t lo, hi, count = 0;
-        bag_range(l, b, &lo, &hi);
+        bag_range(j->l, b, &lo, &hi);
+        for (int64_t d = 0; d < cols; d++)
+            acc[d] = 0;
         for (int64_t i = lo; i < hi; i++) {
-            if (i + PREFETCH_AHEAD < l->n)
-                prefetch_row(w, idx[i + PREFETCH_AHEAD], rb);
-            if (idx[i] == pad)
+            if (i + ahead < n)
+                prefetch_lines((const char *)(w + idx[i + ahead] * cols), rb);
+            if (idx[i] == j->pad)
                 continue;
-            const float *r = yk__row(w, idx[i], scratch);
-            axpy_f32(D, psw ? psw[i] : 1.0f, r, o);
+            const float *r = w + idx[i] * cols;
+            if (psw)
+                axpy_f32(cols, psw[i], r, acc);
+            else
+                SIMD for (int64_t d = 0; d < cols; d++)
+                    acc[d] += r[d];
             count++;
         }
-        if (mean && count > 1)
-            for (int64_t d = 0; d < D; d++)
-                o[d] /= (float)count;
+        float div = j->mean && count > 1 ? (float)count : 1.0f;
+        for (int64_t d = 0; d < cols; d++)
+            o[d] = acc[d] / div;
     }
 }
 
-static void bag_sum_f64(const yk_node *w, const int64_t *idx,
-                        const double *psw, const bag_layout *l, int64_t pad,
-                        bool mean, double *out, double *scratch)
+static inline __attribute__((always_inline)) void
+sum_bags_f64(const bag_job *j, int64_t b0, int64_t b1, int64_t cols)
 {
-    int64_t D = w->value.shape[1];
-    size_t rb = (size_t)D * sizeof(double);
-    for (int64_t b = 0; b < l->n_bags; b++) {
-        double *o = out + b * D;
+    const double *w = (const double *)j->blk.base, *psw = j->psw;
+    const int64_t *idx = j->idx;
+    size_t rb = (size_t)cols * sizeof(double);
+    int64_t ahead = prefetch_distance(rb), n = j->l->n;
+    double local[LOCAL_COLS];
+    for (int64_t b = b0; b < b1; b++) {
+        double *o = (double *)j->out + b * j->D + j->blk.col;
+        double *acc = cols <= LOCAL_COLS ? local : o;
         int64_t lo, hi, count = 0;
-        bag_range(l, b, &lo, &hi);
+        bag_range(j->l, b, &lo, &hi);
+        for (int64_t d = 0; d < cols; d++)
+            acc[d] = 0;
         for (int64_t i = lo; i < hi; i++) {
-            if (i + PREFETCH_AHEAD < l->n)
-                prefetch_row(w, idx[i + PREFETCH_AHEAD], rb);
-            if (idx[i] == pad)
+            if (i + ahead < n)
+                prefetch_lines((const char *)(w + idx[i + ahead] * cols), rb);
+            if (idx[i] == j->pad)
                 continue;
-            const double *r = yk__row(w, idx[i], scratch);
-            axpy_f64(D, psw ? psw[i] : 1.0, r, o);
+            const double *r = w + idx[i] * cols;
+            if (psw)
+                axpy_f64(cols, psw[i], r, acc);
+            else
+                SIMD for (int64_t d = 0; d < cols; d++)
+                    acc[d] += r[d];
             count++;
         }
-        if (mean && count > 1)
-            for (int64_t d = 0; d < D; d++)
-                o[d] /= (double)count;
+        double div = j->mean && count > 1 ? (double)count : 1.0;
+        for (int64_t d = 0; d < cols; d++)
+            o[d] = acc[d] / div;
     }
 }
 
@@ -660,72 +851,124 @@ static inline void max_arg_f64(int64_t n, const double *restrict r,
 }
 
 /* Columnwise max of each bag's non-padding rows. Strict > keeps the FIRST
- * entry holding the max in arg (when arg is not NULL); an empty bag stays
- * zeros with arg -1. */
-static void bag_max_f32(const yk_node *w, const int64_t *idx,
-                        const bag_layout *l, int64_t pad, float *out,
-                        float *scratch, int64_t *arg)
+ * entry holding the max in argmax (when kept); an empty bag stays zeros
+ * with argmax -1. */
+static inline __attribute__((always_inline)) void
+max_bags_f32(const bag_job *j, int64_t b0, int64_t b1, int64_t cols)
 {
-    int64_t D = w->value.shape[1];
-    size_t rb = (size_t)D * sizeof(float);
-    for (int64_t b = 0; b < l->n_bags; b++) {
-        float *o = out + b * D;
-        int64_t *a = arg ? arg + b * D : NULL, lo, hi;
+    const float *w = (const float *)j->blk.base;
+    const int64_t *idx = j->idx;
+    size_t rb = (size_t)cols * sizeof(float);
+    int64_t ahead = prefetch_distance(rb), n = j->l->n;
+    float local[LOCAL_COLS];
+    for (int64_t b = b0; b < b1; b++) {
+        float *o = (float *)j->out + b * j->D + j->blk.col;
+        float *acc = cols <= LOCAL_COLS ? local : o;
+        int64_t *a = j->argmax ? j->argmax + b * j->D + j->blk.col : NULL;
+        int64_t lo, hi;
         bool first = true;
-        bag_range(l, b, &lo, &hi);
+        bag_range(j->l, b, &lo, &hi);
+        for (int64_t d = 0; d < cols; d++)
+            acc[d] = 0;
         if (a)
-            fill_i64(a, D, -1);
+            fill_i64(a, cols, -1);
         for (int64_t i = lo; i < hi; i++) {
-            if (i + PREFETCH_AHEAD < l->n)
-                prefetch_row(w, idx[i + PREFETCH_AHEAD], rb);
-            if (idx[i] == pad)
+            if (i + ahead < n)
+                prefetch_lines((const char *)(w + idx[i + ahead] * cols), rb);
+            if (idx[i] == j->pad)
                 continue;
-            const float *r = yk__row(w, idx[i], scratch);
+            const float *r = w + idx[i] * cols;
             if (first) {
-                memcpy(o, r, rb);
+                for (int64_t d = 0; d < cols; d++)
+                    acc[d] = r[d];
                 if (a)
-                    fill_i64(a, D, i);
+                    fill_i64(a, cols, i);
                 first = false;
             } else if (a) {
-                max_arg_f32(D, r, o, a, i);
+                max_arg_f32(cols, r, acc, a, i);
             } else {
-                max_f32(D, r, o);
+                max_f32(cols, r, acc);
             }
         }
+        if (acc != o)
+            memcpy(o, acc, rb);
     }
 }
 
-static void bag_max_f64(const yk_node *w, const int64_t *idx,
-                        const bag_layout *l, int64_t pad, double *out,
-                        double *scratch, int64_t *arg)
+static inline __attribute__((always_inline)) void
+max_bags_f64(const bag_job *j, int64_t b0, int64_t b1, int64_t cols)
 {
-    int64_t D = w->value.shape[1];
-    size_t rb = (size_t)D * sizeof(double);
-    for (int64_t b = 0; b < l->n_bags; b++) {
-        double *o = out + b * D;
-        int64_t *a = arg ? arg + b * D : NULL, lo, hi;
+    const double *w = (const double *)j->blk.base;
+    const int64_t *idx = j->idx;
+    size_t rb = (size_t)cols * sizeof(double);
+    int64_t ahead = prefetch_distance(rb), n = j->l->n;
+    double local[LOCAL_COLS];
+    for (int64_t b = b0; b < b1; b++) {
+        double *o = (double *)j->out + b * j->D + j->blk.col;
+        double *acc = cols <= LOCAL_COLS ? local : o;
+        int64_t *a = j->argmax ? j->argmax + b * j->D + j->blk.col : NULL;
+        int64_t lo, hi;
         bool first = true;
-        bag_range(l, b, &lo, &hi);
+        bag_range(j->l, b, &lo, &hi);
+        for (int64_t d = 0; d < cols; d++)
+            acc[d] = 0;
         if (a)
-            fill_i64(a, D, -1);
+            fill_i64(a, cols, -1);
         for (int64_t i = lo; i < hi; i++) {
-            if (i + PREFETCH_AHEAD < l->n)
-                prefetch_row(w, idx[i + PREFETCH_AHEAD], rb);
-            if (idx[i] == pad)
+            if (i + ahead < n)
+                prefetch_lines((const char *)(w + idx[i + ahead] * cols), rb);
+            if (idx[i] == j->pad)
                 continue;
-            const double *r = yk__row(w, idx[i], scratch);
+            const double *r = w + idx[i] * cols;
             if (first) {
-                memcpy(o, r, rb);
+                for (int64_t d = 0; d < cols; d++)
+                    acc[d] = r[d];
                 if (a)
-                    fill_i64(a, D, i);
+                    fill_i64(a, cols, i);
                 first = false;
             } else if (a) {
-                max_arg_f64(D, r, o, a, i);
+                max_arg_f64(cols, r, acc, a, i);
             } else {
-                max_f64(D, r, o);
+                max_f64(cols, r, acc);
             }
         }
+        if (acc != o)
+            memcpy(o, acc, rb);
     }
+}
+
+/* The range kernels: the common widths get their own instance, so the
+ * row loops have a constant trip count and the bag stays in registers. */
+static void sum_bags_f32_range(const void *job, int64_t b0, int64_t b1)
+{
+    const bag_job *j = job;
+    if (j->blk.cols == 64)
+        sum_bags_f32(j, b0, b1, 64);
+    else if (j->blk.cols == 16)
+        sum_bags_f32(j, b0, b1, 16);
+    else
+        sum_bags_f32(j, b0, b1, j->blk.cols);
+}
+
+static void sum_bags_f64_range(const void *job, int64_t b0, int64_t b1)
+{
+    const bag_job *j = job;
+    sum_bags_f64(j, b0, b1, j->blk.cols);
+}
+
+static void max_bags_f32_range(const void *job, int64_t b0, int64_t b1)
+{
+    const bag_job *j = job;
+    if (j->blk.cols == 64)
+        max_bags_f32(j, b0, b1, 64);
+    else
+        max_bags_f32(j, b0, b1, j->blk.cols);
+}
+
+static void max_bags_f64_range(const void *job, int64_t b0, int64_t b1)
+{
+    const bag_job *j = job;
+    max_bags_f64(j, b0, b1, j->blk.cols);
 }
 
 /* For backward: the bag of every entry (-1 for padding) and each bag's
@@ -756,35 +999,43 @@ static bag_saved *bag_save(yk_node *y, const yk_bag_opts *o, int64_t pad,
     s->sparse = o->sparse;
     if (!y->requires_grad)
         return s;
-    s->bag_of = yk__arena_alloc(y->g, (size_t)l->n * sizeof *s->bag_of);
+    /* bag_of and argmax are written in full (argmax by each column
+     * block's pass); size is counted up from zero. */
+    s->bag_of = yk__arena_alloc_raw(y->g, (size_t)l->n * sizeof *s->bag_of);
     s->size = yk__arena_alloc(y->g, (size_t)l->n_bags * sizeof *s->size);
     if (o->mode == YK_BAG_MAX)
-        s->argmax = yk__arena_alloc(y->g, (size_t)(l->n_bags *
-                                    y->value.shape[1]) * sizeof *s->argmax);
+        s->argmax = yk__arena_alloc_raw(y->g, (size_t)(l->n_bags *
+                                        y->value.shape[1]) *
+                                        sizeof *s->argmax);
     if (!s->bag_of || !s->size || (o->mode == YK_BAG_MAX && !s->argmax))
         return NULL;
     fill_bag_index(l, idx, pad, s->bag_of, s->size);
     return s;
 }
 
-static void bag_forward(yk_node *y, const yk_node *w, const int64_t *idx,
-                        const yk_node *psw, const bag_layout *l, int64_t pad,
-                        const bag_saved *s, void *scratch)
+/* The output, one pass per column block of the weight; false on OOM. */
+static bool bag_forward(yk_graph *g, yk_node *y, const yk_node *w,
+                        const int64_t *idx, const yk_node *psw,
+                        const bag_layout *l, int64_t pad, const bag_saved *s)
 {
+    int n_blocks;
+    col_block *blocks = weight_blocks(g, w, &n_blocks);
+    if (!blocks)
+        return false;
     bool f32 = w->value.dtype == YK_F32;
-    if (s->mode == YK_BAG_MAX) {
-        if (f32)
-            bag_max_f32(w, idx, l, pad, yk__data(y), scratch, s->argmax);
-        else
-            bag_max_f64(w, idx, l, pad, yk__data(y), scratch, s->argmax);
-        return;
+    range_kernel kernel = s->mode == YK_BAG_MAX
+        ? (f32 ? max_bags_f32_range : max_bags_f64_range)
+        : (f32 ? sum_bags_f32_range : sum_bags_f64_range);
+    bag_job j = {.l = l, .idx = idx, .pad = pad,
+                 .psw = psw ? psw->value.data : NULL,
+                 .mean = s->mode == YK_BAG_MEAN, .out = yk__data(y),
+                 .D = w->value.shape[1], .argmax = s->argmax};
+    int64_t per_bag = l->n_bags ? l->n / l->n_bags + 1 : 1;
+    for (int k = 0; k < n_blocks; k++) {
+        j.blk = blocks[k];
+        run_split(g, kernel, &j, l->n_bags, per_bag * (j.blk.cols + 1));
     }
-    bool mean = s->mode == YK_BAG_MEAN;
-    const void *p = psw ? psw->value.data : NULL;
-    if (f32)
-        bag_sum_f32(w, idx, p, l, pad, mean, yk__data(y), scratch);
-    else
-        bag_sum_f64(w, idx, p, l, pad, mean, yk__data(y), scratch);
+    return true;
 }
 
 yk_node *yk_embedding_bag(yk_graph *g, yk_node *input, yk_node *weight,
@@ -811,12 +1062,9 @@ yk_node *yk_embedding_bag(yk_graph *g, yk_node *input, yk_node *weight,
     yk_node *y = yk__node_new(g, &yk_op_embedding_bag, BAG_N_INPUTS, in,
                               weight->value.dtype, 2, shape);
     bag_saved *s = y ? bag_save(y, &o, pad, &l, input->value.data) : NULL;
-    void *scratch = s ? yk__arena_alloc(g, (size_t)D *
-                                        yk_dtype_size(y->value.dtype)) : NULL;
-    if (!scratch)
+    if (!s || !bag_forward(g, y, weight, input->value.data,
+                           per_sample_weights, &l, pad, s))
         return NULL;
-    bag_forward(y, weight, input->value.data, per_sample_weights, &l, pad, s,
-                scratch);
     return y;
 }
 
@@ -826,30 +1074,55 @@ yk_node *yk_embedding_bag(yk_graph *g, yk_node *input, yk_node *weight,
  * coef(e) gy[b] to its row, coef = psw[e] (sum with weights), 1 (sum) or
  * 1 / size[b] (mean); with scale_grad_by_freq the row's total is divided
  * by the row's count in the whole input. */
-static void bag_sum_backward_f32(const row_groups *rg, const bag_saved *s,
-                                 const float *psw, const float *gy, int64_t D,
-                                 float *dw)
+static inline __attribute__((always_inline)) void
+bag_sum_backward_f32_cols(const grad_job *jb, int64_t k0, int64_t k1,
+                          int64_t D)
 {
+    const row_groups *rg = jb->rg;
+    const bag_saved *s = jb->saved;
+    const float *psw = jb->psw, *gy = jb->gy;
     bool mean = s->mode == YK_BAG_MEAN;
-    for (int64_t k = 0; k < rg->n_rows; k++) {
-        float *d = dw + k * D;
+    float local[LOCAL_COLS];
+    for (int64_t k = k0; k < k1; k++) {
+        /* The row's sum is made in a local row (registers for D = 64) and
+         * added once: dw is zeros, so the bits are those of adding each
+         * term into dw. */
+        float *d = (float *)jb->dw + k * D, *acc = D <= LOCAL_COLS ? local : d;
+        if (acc != d)
+            for (int64_t c = 0; c < D; c++)
+                acc[c] = 0;
         for (int64_t j = rg->start[k]; j < rg->start[k + 1]; j++) {
             int64_t e = rg->order[j], b = s->bag_of[e];
             float c = psw ? psw[e] : mean ? 1.0f / (float)s->size[b] : 1.0f;
-            axpy_f32(D, c, gy + b * D, d);
+            axpy_f32(D, c, gy + b * D, acc);
         }
+        if (acc != d)
+            for (int64_t c = 0; c < D; c++)
+                d[c] += acc[c];
         if (s->scale_grad_by_freq)
             div_f32(D, (float)(rg->start[k + 1] - rg->start[k]), d);
     }
 }
 
-static void bag_sum_backward_f64(const row_groups *rg, const bag_saved *s,
-                                 const double *psw, const double *gy,
-                                 int64_t D, double *dw)
+static void bag_sum_backward_f32(const void *job, int64_t k0, int64_t k1)
 {
+    const grad_job *jb = job;
+    if (jb->D == 64)
+        bag_sum_backward_f32_cols(jb, k0, k1, 64);
+    else
+        bag_sum_backward_f32_cols(jb, k0, k1, jb->D);
+}
+
+static void bag_sum_backward_f64(const void *job, int64_t k0, int64_t k1)
+{
+    const grad_job *jb = job;
+    const row_groups *rg = jb->rg;
+    const bag_saved *s = jb->saved;
+    const double *psw = jb->psw, *gy = jb->gy;
+    int64_t D = jb->D;
     bool mean = s->mode == YK_BAG_MEAN;
-    for (int64_t k = 0; k < rg->n_rows; k++) {
-        double *d = dw + k * D;
+    for (int64_t k = k0; k < k1; k++) {
+        double *d = (double *)jb->dw + k * D;
         for (int64_t j = rg->start[k]; j < rg->start[k + 1]; j++) {
             int64_t e = rg->order[j], b = s->bag_of[e];
             double c = psw ? psw[e] : mean ? 1.0 / (double)s->size[b] : 1.0;
@@ -926,11 +1199,10 @@ static yk_status bag_weight_backward(yk_graph *g, yk_node *y, const void *gy)
             bag_max_backward_f64(s, slot, gy, n_bags, D, dw);
         return YK_OK;
     }
-    const void *p = psw ? psw->value.data : NULL;
-    if (f32)
-        bag_sum_backward_f32(&rg, s, p, gy, D, dw);
-    else
-        bag_sum_backward_f64(&rg, s, p, gy, D, dw);
+    grad_job jb = {.rg = &rg, .saved = s, .gy = gy, .D = D, .dw = dw,
+                   .psw = psw ? psw->value.data : NULL};
+    run_grad_rows(g, f32 ? bag_sum_backward_f32 : bag_sum_backward_f64, &jb,
+                  idx->numel);
     return YK_OK;
 }
 

@@ -28,12 +28,16 @@ import subprocess
 import sys
 import time
 
+import yoke_cli
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--version", action="version",
+                   version=f"%(prog)s (yoke) {yoke_cli.version()}")
     p.add_argument("--build", default="build-bench",
                    help="meson build directory holding bench "
                    "(default build-bench; use a release build for timings)")

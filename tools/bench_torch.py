@@ -30,6 +30,8 @@ import resource
 import sys
 import time
 
+import yoke_cli
+
 # --------------------------------------------------------------- sizes
 
 MAX_SETS = 8
@@ -439,7 +441,8 @@ def main():
     import torch
     import torch.nn.functional as F
     if a.version:
-        print("bench_torch (torch %s)" % torch.__version__)
+        print("bench_torch.py (yoke) %s, torch %s" % (yoke_cli.version(),
+                                                       torch.__version__))
         return 0
     torch.set_num_threads(a.threads)
     z = quick_sizes() if a.quick else full_sizes()
