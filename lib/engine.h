@@ -112,6 +112,13 @@ struct yk_param {
     /* accumulated gradient (model allocator, lives across steps) */
     yk_grad_kind grad_kind;
     yk_tensor *grad;           /* dense gradient, when kind is DENSE     */
+    /* The rows of grad that may be non-zero, so that zero_grad clears only
+     * those (a lookup into a big table touches a few of its rows): all of
+     * them (dirty_all), or the dirty_n rows in dirty_rows (repeats allowed).
+     * Whoever writes grad other than through yk__param_add_* calls
+     * yk__param_grad_written. */
+    bool dirty_all;
+    int64_t *dirty_rows, dirty_n, dirty_cap;
     int64_t nrows, rows_cap;   /* row-sparse gradient, when kind is ROWS */
     int64_t *rows;
     void *row_values;
@@ -124,6 +131,12 @@ struct yk_param {
  * dense); add_rows scatters into a dense store or appends rows. */
 yk_status yk__param_add_dense(yk_param *p, const void *g);
 yk_status yk__param_add_rows(yk_param *p, const yk__rowchunk *chunks);
+/* Records that every row of p's dense gradient may have been written. */
+void yk__param_grad_written(yk_param *p);
+/* The rows of p's dense gradient that may be non-zero, sorted and unique
+ * (an optimizer whose update of a zero row is nothing visits only them);
+ * false when they are not known (every row may be). */
+bool yk__param_grad_dirty_rows(yk_param *p, int64_t *n, const int64_t **rows);
 /* dst[i] += src[i] for n elements of a float dtype: the one loop through
  * which the library adds gradients. */
 void yk__add_into(yk_dtype dt, void *dst, const void *src, int64_t n);

@@ -25,6 +25,10 @@ static void grad_free(yk_param *p)
     size_t es = yk_dtype_size(p->value.dtype);
     yk_tensor_free(p->grad);
     p->grad = NULL;
+    yk__free(ctx, p->dirty_rows, (size_t)p->dirty_cap * sizeof(int64_t));
+    p->dirty_rows = NULL;
+    p->dirty_n = p->dirty_cap = 0;
+    p->dirty_all = false;
     yk__free(ctx, p->rows, (size_t)p->rows_cap * sizeof(int64_t));
     yk__free(ctx, p->row_values, (size_t)(p->rows_cap * rowlen) * es);
     p->rows = NULL;
@@ -124,6 +128,85 @@ yk_param *yk_model_at(const yk_model *m, int i)
     return m && i >= 0 && i < m->n ? m->params[i] : NULL;
 }
 
+/* ------------------------------------------------ dirty rows of grad */
+
+void yk__param_grad_written(yk_param *p)
+{
+    p->dirty_all = true;
+}
+
+/* Notes the rows of chunks as written, before they are. The list is kept
+ * to a sixteenth of the table: past that the whole buffer counts as
+ * written and zero_grad clears all of it. YK_ENOMEM leaves p as it was. */
+static yk_status mark_rows(yk_param *p, const yk__rowchunk *chunks)
+{
+    if (p->dirty_all || p->value.ndim == 0)
+        return YK_OK;
+    int64_t need = p->dirty_n, limit = p->value.shape[0] / 16;
+    for (const yk__rowchunk *c = chunks; c; c = c->next)
+        need += c->n;
+    if (need > limit) {
+        p->dirty_all = true;
+        return YK_OK;
+    }
+    if (need > p->dirty_cap) {
+        int64_t cap = p->dirty_cap ? p->dirty_cap : 64;
+        while (cap < need)
+            cap *= 2;
+        cap = cap > limit ? limit : cap;
+        int64_t *r = yk__realloc(p->model->ctx, p->dirty_rows,
+                                 (size_t)p->dirty_cap * sizeof(int64_t),
+                                 (size_t)cap * sizeof(int64_t));
+        if (!r)
+            return YK_ENOMEM;
+        p->dirty_rows = r;
+        p->dirty_cap = cap;
+    }
+    for (const yk__rowchunk *c = chunks; c; c = c->next) {
+        if (c->n == 0) /* (and c->rows may be NULL) */
+            continue;
+        memcpy(p->dirty_rows + p->dirty_n, c->rows, (size_t)c->n * 8);
+        p->dirty_n += c->n;
+    }
+    return YK_OK;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+bool yk__param_grad_dirty_rows(yk_param *p, int64_t *n, const int64_t **rows)
+{
+    if (p->dirty_all || p->grad_kind != YK_GRAD_DENSE)
+        return false;
+    if (p->dirty_n > 1)
+        qsort(p->dirty_rows, (size_t)p->dirty_n, sizeof(int64_t), cmp_i64);
+    int64_t u = 0;
+    for (int64_t k = 0; k < p->dirty_n; k++)
+        if (u == 0 || p->dirty_rows[k] != p->dirty_rows[u - 1])
+            p->dirty_rows[u++] = p->dirty_rows[k];
+    p->dirty_n = u;
+    *n = u;
+    *rows = p->dirty_rows;
+    return true;
+}
+
+/* Zeroes what was written of the dense gradient since the last clear. */
+static void clear_dense(yk_param *p)
+{
+    if (p->dirty_all) {
+        memset(p->grad->data, 0, yk_tensor_nbytes(p->grad));
+    } else {
+        size_t rb = (size_t)yk__rowlen(&p->value) * yk_dtype_size(p->value.dtype);
+        for (int64_t k = 0; k < p->dirty_n; k++)
+            memset((char *)p->grad->data + (size_t)p->dirty_rows[k] * rb, 0, rb);
+    }
+    p->dirty_all = false;
+    p->dirty_n = 0;
+}
+
 void yk_model_zero_grad(yk_model *m)
 {
     if (!m)
@@ -132,7 +215,7 @@ void yk_model_zero_grad(yk_model *m)
         yk_param *p = m->params[i];
         if (p->grad_kind == YK_GRAD_DENSE) {
             /* Keep the buffer: zeroing is cheaper than reallocating. */
-            memset(p->grad->data, 0, yk_tensor_nbytes(p->grad));
+            clear_dense(p);
             p->grad_kind = YK_GRAD_NONE;
         } else {
             p->nrows = 0; /* keep the row buffers for the next step */
@@ -199,6 +282,8 @@ static yk_status make_dense(yk_param *p)
     }
     if (p->grad_kind == YK_GRAD_ROWS) {
         yk__rowchunk all = {.n = p->nrows, .rows = p->rows, .values = p->row_values};
+        if (mark_rows(p, &all) != YK_OK)
+            return YK_ENOMEM;
         yk__scatter_rows(p->value.dtype, p->grad->data,
                          yk__rowlen(&p->value), &all);
         p->nrows = 0;
@@ -210,8 +295,10 @@ static yk_status make_dense(yk_param *p)
 yk_status yk__param_add_dense(yk_param *p, const void *g)
 {
     yk_status s = make_dense(p);
-    if (s == YK_OK && g)
+    if (s == YK_OK && g) {
         yk__add_into(p->value.dtype, p->grad->data, g, p->value.numel);
+        p->dirty_all = true;
+    }
     return s;
 }
 
@@ -247,6 +334,8 @@ static yk_status reserve_rows(yk_param *p, int64_t need)
 yk_status yk__param_add_rows(yk_param *p, const yk__rowchunk *chunks)
 {
     if (p->grad_kind == YK_GRAD_DENSE) {
+        if (mark_rows(p, chunks) != YK_OK)
+            return YK_ENOMEM;
         yk__scatter_rows(p->value.dtype, p->grad->data,
                          yk__rowlen(&p->value), chunks);
         return YK_OK;

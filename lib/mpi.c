@@ -513,6 +513,7 @@ static yk_status prepare_grads(yk_model *m, const signed char *kinds)
         yk_status s = YK_OK;
         if (kinds[i] == K_DENSE) {
             s = yk__param_add_dense(p, NULL);
+            yk__param_grad_written(p); /* the exchange writes all of it */
         } else if (kinds[i] == K_ROWS && p->grad_kind == YK_GRAD_ROWS) {
             int64_t nr;
             const int64_t *rows;

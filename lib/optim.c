@@ -202,6 +202,7 @@ typedef enum plan_mode {
     PLAN_SKIP,       /* no gradient: nothing changes                 */
     PLAN_FREE,       /* requires_grad off: drop the state            */
     PLAN_DENSE,      /* dense gradient, every unfrozen row           */
+    PLAN_DENSE_ROWS, /* dense gradient, only the rows it was written at */
     PLAN_ROWS_LAZY,  /* the gradient's rows only                     */
     PLAN_ROWS_EXACT  /* every row, the missing ones with gradient 0  */
 } plan_mode;
@@ -1003,6 +1004,22 @@ static void walk_rows(const yk_optim *o, const entry *e, const hyper *h,
         update_rows(o, e, h, next, param_rows(e->p), NULL);
 }
 
+/* Dense gradient written at e->rows only (sorted, unique): those rows. */
+static void walk_dense_rows(const yk_optim *o, const entry *e, const hyper *h)
+{
+    size_t rb = (size_t)yk__rowlen(&e->p->value) *
+                yk_dtype_size(e->p->value.dtype);
+    const char *grad = e->values;
+    int64_t ahead = rb ? (int64_t)(ROW_PREFETCH_BYTES / rb) : 0;
+    ahead = ahead < 4 ? 4 : ahead > 16 ? 16 : ahead;
+    for (int64_t k = 0; k < e->nrows; k++) {
+        int64_t r = e->rows[k];
+        if (k + ahead < e->nrows)
+            prefetch_update_row(o, e, e->rows[k + ahead], rb);
+        update_rows(o, e, h, r, r + 1, grad + (size_t)r * rb);
+    }
+}
+
 /* ============================================================== steps */
 
 /* Does a row without gradient stay exactly as it is (state included)? */
@@ -1056,7 +1073,12 @@ static yk_status prepare(yk_optim *o, entry *e)
                              "\"%s\" has a dense gradient; sparse_adam needs "
                              "a row-sparse one (every use an embedding or "
                              "embedding_bag with sparse = true)", p->name);
-        e->mode = PLAN_DENSE;
+        /* A dense gradient of lookups is zero outside the rows looked
+         * up: when a zero row changes nothing, only those are visited. */
+        e->mode = lazy_exact(o) &&
+                  yk__param_grad_dirty_rows(p, &e->nrows, &e->rows)
+                      ? PLAN_DENSE_ROWS : PLAN_DENSE;
+        e->values = p->grad->data;
         break;
     case YK_GRAD_ROWS: {
         const yk_tensor *vals;
@@ -1091,6 +1113,8 @@ static void apply(yk_optim *o, entry *e)
     hyper h = hyper_for(o, e->step);
     if (e->mode == PLAN_DENSE)
         update_rows(o, e, &h, 0, param_rows(e->p), e->p->grad->data);
+    else if (e->mode == PLAN_DENSE_ROWS)
+        walk_dense_rows(o, e, &h);
     else
         walk_rows(o, e, &h, e->mode == PLAN_ROWS_EXACT);
 }

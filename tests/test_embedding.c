@@ -280,6 +280,90 @@ Test(embedding, sparse_and_dense_uses_make_a_dense_gradient)
     yk_tensor_free(i2);
 }
 
+/* One step over W [64, 1]: zero_grad, then lookups of n rows (sparse or
+ * dense) seeded with 1, 2, 3, ...; returns W's gradient as a dense
+ * [64] array in out. */
+static void step_rows(yk_param *W, int n, const int64_t *rows, bool sparse,
+                      double *out)
+{
+    yk_model_zero_grad(m);
+    double ones_up[16];
+    cr_assert(n <= 16);
+    for (int i = 0; i < n; i++)
+        ones_up[i] = i + 1;
+    yk_tensor *idx = yk_tensor_from(ctx, YK_I64, SHAPE(n), rows);
+    yk_tensor *seed = yk_tensor_from(ctx, YK_F64, SHAPE(n, 1), ones_up);
+    yk_graph *g = yk_graph_begin(ctx);
+    backward_with(g, yk_embedding(g, yk_const(g, idx), yk_param_node(g, W),
+                                  YK_NO_PADDING, false, sparse), seed);
+    yk_graph_end(g);
+    yk_tensor *d = dense_grad(W);
+    for (int r = 0; r < 64; r++)
+        out[r] = yk_tensor_get(d, r);
+    yk_tensor_free(d);
+    yk_tensor_free(seed);
+    yk_tensor_free(idx);
+}
+
+/* zero_grad clears only the rows a dense gradient was written at (a
+ * sixteenth of the table at most, here 4 rows; past that all of it):
+ * whatever the previous step touched, the next step's gradient holds its
+ * own rows only. */
+Test(embedding, zero_grad_clears_every_row_the_last_step_wrote)
+{
+    yk_param *W = ten_r_plus_c("W", YK_F64, 64, 1);
+    double want[64], got[64];
+    const int64_t few[] = {1, 2, 1}, one[] = {3},
+                  many[] = {10, 11, 12, 13, 14, 15}, first[] = {0},
+                  mixed[] = {5, 6}, last[] = {9};
+    struct { int n; const int64_t *rows; bool sparse; } steps[] = {
+        {3, few, false},   /* rows 1 (1 + 3) and 2 (2): listed        */
+        {1, one, false},   /* row 3 only                              */
+        {6, many, false},  /* 6 rows > 4: the whole buffer is cleared  */
+        {1, first, false}, /* row 0 only                              */
+        {2, mixed, true},  /* row-sparse: rows 5, 6                   */
+        {1, last, false},  /* dense again: row 9 only                 */
+    };
+    for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+        step_rows(W, steps[k].n, steps[k].rows, steps[k].sparse, got);
+        memset(want, 0, sizeof want);
+        for (int i = 0; i < steps[k].n; i++)
+            want[steps[k].rows[i]] += i + 1;
+        for (int r = 0; r < 64; r++)
+            cr_assert_eq(got[r], want[r], "step %zu, row %d: %g, want %g",
+                         k, r, got[r], want[r]);
+    }
+}
+
+/* A row-sparse gradient made dense by a dense use in the same step keeps
+ * its rows listed: the next step starts clean. */
+Test(embedding, zero_grad_after_sparse_made_dense)
+{
+    yk_param *W = ten_r_plus_c("W", YK_F64, 64, 1);
+    yk_tensor *i1 = TI(ctx, SHAPE(2), IDX(5, 6));
+    yk_tensor *i2 = TI(ctx, SHAPE(1), IDX(7));
+    yk_tensor *s1 = T64(ctx, SHAPE(2, 1), VALS(1, 2));
+    yk_tensor *s2 = T64(ctx, SHAPE(1, 1), VALS(3));
+    yk_graph *g = yk_graph_begin(ctx);
+    yk_node *w = yk_param_node(g, W);
+    yk_node *ys[2] = {
+        yk_embedding(g, yk_const(g, i1), w, YK_NO_PADDING, false, true),
+        yk_embedding(g, yk_const(g, i2), w, YK_NO_PADDING, false, false)};
+    const yk_tensor *seeds[2] = {s1, s2};
+    cr_assert_eq(yk_backward_seeded(g, 2, ys, seeds), YK_OK);
+    yk_graph_end(g);
+    cr_assert_eq(yk_param_grad_kind(W), YK_GRAD_DENSE);
+    double got[64];
+    const int64_t row8[] = {8};
+    step_rows(W, 1, row8, false, got);
+    for (int r = 0; r < 64; r++)
+        cr_assert_eq(got[r], r == 8 ? 1.0 : 0.0, "row %d: %g", r, got[r]);
+    yk_tensor_free(s1);
+    yk_tensor_free(s2);
+    yk_tensor_free(i1);
+    yk_tensor_free(i2);
+}
+
 /* The weight as a lazy column concatenation: rows are gathered from the
  * parts and the gradient is split back into them. */
 Test(embedding, lazy_cat_weight_reads_and_splits_rows)
