@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "yoke.h"
+#include "../tools/cli.h"
 
 #define CHECK(call)                                                          \
     do {                                                                     \
@@ -482,27 +483,6 @@ static const char usage[] =
 "Exit status: 0 on success, 1 when yoke fails or a check fails, 2 on a\n"
 "usage error.\n";
 
-static int usage_error(const char *what, const char *arg)
-{
-    if (*what || *arg)
-        fprintf(stderr, "seed_examples: %s%s\n", what, arg);
-    fprintf(stderr, "(seed_examples --help tells more)\n");
-    return 2;
-}
-
-/* A whole number in [lo, hi], as the whole of s. */
-static bool parse_count(const char *s, uint64_t lo, uint64_t hi,
-                        uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-' || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
 static bool known_part(const char *what)
 {
     static const char *const parts[] = {"all", "embedding", "bag",
@@ -532,14 +512,14 @@ static int parse_args(int argc, char **argv, options *o)
             printf("seed_examples (yoke) %s\n", yk_version());
             return -1;
         } else if (num && i + 1 >= argc) {
-            return usage_error("missing number after ", a);
+            return cli_usage_error("seed_examples", "missing number after ", a);
         } else if (num) {
             bool threads = !strcmp(a, "--threads");
-            if (!parse_count(argv[i + 1], threads ? 1 : 0,
+            if (!cli_parse_count(argv[i + 1], threads ? 1 : 0,
                              threads ? 1024 : UINT64_MAX, &n)) {
                 fprintf(stderr, "seed_examples: %s %s: not a valid value\n",
                         a, argv[i + 1]);
-                return usage_error("", "");
+                return cli_usage_error("seed_examples", "", "");
             }
             if (threads)
                 o->threads = (int)n;
@@ -547,9 +527,9 @@ static int parse_args(int argc, char **argv, options *o)
                 seed = n;
             i++;
         } else if (a[0] == '-') {
-            return usage_error("unknown option ", a);
+            return cli_usage_error("seed_examples", "unknown option ", a);
         } else if (!known_part(a)) {
-            return usage_error("no such part: ", a);
+            return cli_usage_error("seed_examples", "no such part: ", a);
         } else {
             o->what = a;
         }

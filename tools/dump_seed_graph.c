@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "yoke.h"
+#include "cli.h"
 
 enum { embedding_dim = 128, vocab_size = 1000, additional_embedding_dim = 16 };
 
@@ -157,45 +158,24 @@ typedef struct options {
     int threads;
 } options;
 
-static int usage_error(const char *what, const char *arg)
-{
-    if (*what || *arg)
-        fprintf(stderr, "dump_seed_graph: %s%s\n", what, arg);
-    fprintf(stderr, "(dump_seed_graph --help tells more)\n");
-    return 2;
-}
-
-/* A whole number in [lo, hi], as the whole of s. */
-static bool parse_count(const char *s, uint64_t lo, uint64_t hi,
-                        uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-' || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
 /* Options that take a value; 0, or the exit status of a usage error. */
 static int parse_value(options *o, const char *opt, const char *val)
 {
     uint64_t n;
     if (!val)
-        return usage_error("missing value after ", opt);
+        return cli_usage_error("dump_seed_graph", "missing value after ", opt);
     if (!strcmp(opt, "--dot"))
         o->dot = val;
     else if (!strcmp(opt, "--json"))
         o->json = val;
-    else if (!strcmp(opt, "--seed") && parse_count(val, 0, UINT64_MAX, &n))
+    else if (!strcmp(opt, "--seed") && cli_parse_count(val, 0, UINT64_MAX, &n))
         o->seed = n;
-    else if (!strcmp(opt, "--threads") && parse_count(val, 1, 1024, &n))
+    else if (!strcmp(opt, "--threads") && cli_parse_count(val, 1, 1024, &n))
         o->threads = (int)n;
     else {
         fprintf(stderr, "dump_seed_graph: %s %s: not a valid value\n", opt,
                 val);
-        return usage_error("", "");
+        return cli_usage_error("dump_seed_graph", "", "");
     }
     return 0;
 }
@@ -222,7 +202,7 @@ static int parse_args(int argc, char **argv, options *o)
                 return st;
             i++;
         } else {
-            return usage_error(a[0] == '-' ? "unknown option "
+            return cli_usage_error("dump_seed_graph", a[0] == '-' ? "unknown option "
                                            : "unexpected argument ", a);
         }
     }
