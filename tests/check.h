@@ -9,7 +9,10 @@
 #define YOKE_TEST_CHECK_H
 
 #include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -154,6 +157,55 @@ static inline void *counting_hook(void *ud, void *ptr, size_t old_size,
     if (q)
         a->live += (long long)new_size - (ptr ? (long long)old_size : 0);
     return q;
+}
+
+/* ------------------------------------------------- files of a test */
+
+/* dir/name (one of four rotating buffers, so a call can take two). */
+static inline const char *path_in(const char *dir, const char *name)
+{
+    static char bufs[4][256];
+    static int k;
+    char *b = bufs[k++ % 4];
+    snprintf(b, 256, "%s/%s", dir, name);
+    return b;
+}
+
+/* Entries of folder dir, "." and ".." left out. */
+static inline int entries_in(const char *dir)
+{
+    DIR *h = opendir(dir);
+    cr_assert(h, "opendir %s: %s", dir, strerror(errno));
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(h)))
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(h);
+    return n;
+}
+
+/* The whole file (the caller frees it); *size its length. */
+static inline unsigned char *slurp(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "open %s: %s", path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)n + 1);
+    cr_assert(b && fread(b, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    *size = (size_t)n;
+    return b;
+}
+
+/* Writes n bytes of data as the file path. */
+static inline void spit(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    cr_assert(f, "create %s: %s", path, strerror(errno));
+    cr_assert(fwrite(data, 1, n, f) == n);
+    fclose(f);
 }
 
 #endif

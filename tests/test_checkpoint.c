@@ -67,51 +67,6 @@ static void teardown(void)
 TestSuite(checkpoint, .init = setup, .fini = teardown);
 TestSuite(vectors, .init = setup, .fini = teardown);
 
-/* A path in this test's folder (one of four rotating buffers). */
-static const char *in_dir(const char *name)
-{
-    static char bufs[4][256];
-    static int k;
-    char *b = bufs[k++ % 4];
-    snprintf(b, 256, "%s/%s", dir, name);
-    return b;
-}
-
-/* Entries of the test folder. */
-static int dir_entries(void)
-{
-    DIR *h = opendir(dir);
-    cr_assert(h);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(h)))
-        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
-    closedir(h);
-    return n;
-}
-
-static unsigned char *slurp(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "open %s: %s", path, strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)n + 1);
-    cr_assert(fread(b, 1, (size_t)n, f) == (size_t)n);
-    fclose(f);
-    *size = (size_t)n;
-    return b;
-}
-
-static void spit(const char *path, const void *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    cr_assert(f, "create %s: %s", path, strerror(errno));
-    cr_assert(fwrite(data, 1, n, f) == n);
-    fclose(f);
-}
-
 static void spit_text(const char *path, const char *text)
 {
     spit(path, text, strlen(text));
@@ -215,13 +170,13 @@ static void expect_small_values(yk_model *mm)
 Test(checkpoint, roundtrip_f32_f64_scalar_empty_and_metadata)
 {
     small_model(m);
-    save_small(m, in_dir("a.safetensors"));
+    save_small(m, path_in(dir, "a.safetensors"));
     yk_model *back = sentinel_model();
     yk_tensor *counts = yk_tensor_zeros(ctx, YK_I64, 1, (int64_t[]){3});
     yk_tensor_slot slots[] = {{"counts", counts}};
     yk_load_opts lo = {.n_extra = 1, .extra = slots};
     yk_load_info info;
-    cr_assert_eq(yk_model_load(back, in_dir("a.safetensors"), &lo, &info),
+    cr_assert_eq(yk_model_load(back, path_in(dir, "a.safetensors"), &lo, &info),
                  YK_OK, "%s", yk_last_error(ctx));
     for (int i = 0; i < yk_model_count(m); i++)
         expect_bits(yk_param_value(yk_model_at(back, i)),
@@ -235,7 +190,7 @@ Test(checkpoint, roundtrip_f32_f64_scalar_empty_and_metadata)
     cr_assert_str_eq(info.report, "");
     yk_load_info_clear(&info);
     cr_assert_null(info.config);
-    cr_assert_eq(dir_entries(), 1, "a temporary file was left behind");
+    cr_assert_eq(entries_in(dir), 1, "a temporary file was left behind");
     yk_tensor_free(counts);
     yk_model_free(back);
 }
@@ -244,14 +199,14 @@ Test(checkpoint, roundtrip_without_options_and_info)
 {
     /* NULL opts: step 0, no config; NULL info is allowed. */
     param_with(m, "w", YK_F64, SHAPE(2, 2), VALS(1, -2, 3e100, -4e-100));
-    cr_assert_eq(yk_model_save(m, in_dir("b"), NULL), YK_OK);
+    cr_assert_eq(yk_model_save(m, path_in(dir, "b"), NULL), YK_OK);
     yk_model *back = yk_model_new(ctx);
     yk_model_add(back, "w", YK_F64, 2, (int64_t[]){2, 2});
-    cr_assert_eq(yk_model_load(back, in_dir("b"), NULL, NULL), YK_OK);
+    cr_assert_eq(yk_model_load(back, path_in(dir, "b"), NULL, NULL), YK_OK);
     expect_bits(yk_param_value(yk_model_at(back, 0)),
                 yk_param_value(yk_model_at(m, 0)));
     yk_load_info info;
-    cr_assert_eq(yk_model_load(back, in_dir("b"), NULL, &info), YK_OK);
+    cr_assert_eq(yk_model_load(back, path_in(dir, "b"), NULL, &info), YK_OK);
     cr_assert_eq(info.step, 0);
     cr_assert_null(info.config);
     yk_model_free(back);
@@ -259,10 +214,10 @@ Test(checkpoint, roundtrip_without_options_and_info)
 
 Test(checkpoint, empty_model_roundtrip)
 {
-    cr_assert_eq(yk_model_save(m, in_dir("e"), &(yk_save_opts){.step = -3}),
+    cr_assert_eq(yk_model_save(m, path_in(dir, "e"), &(yk_save_opts){.step = -3}),
                  YK_OK);
     yk_load_info info;
-    cr_assert_eq(yk_model_load(m, in_dir("e"), NULL, &info), YK_OK, "%s",
+    cr_assert_eq(yk_model_load(m, path_in(dir, "e"), NULL, &info), YK_OK, "%s",
                  yk_last_error(ctx));
     cr_assert_eq(info.step, -3);
     cr_assert_eq(info.n_loaded, 0);
@@ -271,13 +226,13 @@ Test(checkpoint, empty_model_roundtrip)
 Test(checkpoint, overwrite_replaces_the_file)
 {
     yk_param *w = param_with(m, "w", YK_F32, SHAPE(2), VALS(1, 2));
-    cr_assert_eq(yk_model_save(m, in_dir("c"), NULL), YK_OK);
+    cr_assert_eq(yk_model_save(m, path_in(dir, "c"), NULL), YK_OK);
     yk_tensor_fill(yk_param_value(w), -7);
-    cr_assert_eq(yk_model_save(m, in_dir("c"), NULL), YK_OK);
+    cr_assert_eq(yk_model_save(m, path_in(dir, "c"), NULL), YK_OK);
     yk_tensor_fill(yk_param_value(w), 0);
-    cr_assert_eq(yk_model_load(m, in_dir("c"), NULL, NULL), YK_OK);
+    cr_assert_eq(yk_model_load(m, path_in(dir, "c"), NULL, NULL), YK_OK);
     expect_close(yk_param_value(w), VALS(-7, -7), 2, 0, 0);
-    cr_assert_eq(dir_entries(), 1);
+    cr_assert_eq(entries_in(dir), 1);
 }
 
 Test(checkpoint, save_in_current_folder)
@@ -290,7 +245,7 @@ Test(checkpoint, save_in_current_folder)
     yk_status s = yk_model_save(m, "here.safetensors", NULL);
     cr_assert_eq(chdir(cwd), 0);
     cr_assert_eq(s, YK_OK, "%s", yk_last_error(ctx));
-    cr_assert_eq(yk_model_load(m, in_dir("here.safetensors"), NULL, NULL),
+    cr_assert_eq(yk_model_load(m, path_in(dir, "here.safetensors"), NULL, NULL),
                  YK_OK);
 }
 
@@ -298,10 +253,10 @@ Test(checkpoint, save_in_current_folder)
 Test(checkpoint, byte_layout_by_hand)
 {
     param_with(m, "w", YK_F32, SHAPE(2), VALS(1.5, -2));
-    cr_assert_eq(yk_model_save(m, in_dir("w"), &(yk_save_opts){.step = 5}),
+    cr_assert_eq(yk_model_save(m, path_in(dir, "w"), &(yk_save_opts){.step = 5}),
                  YK_OK);
     size_t size;
-    unsigned char *b = slurp(in_dir("w"), &size);
+    unsigned char *b = slurp(path_in(dir, "w"), &size);
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--)
         n = n << 8 | b[i];
@@ -335,9 +290,9 @@ Test(checkpoint, byte_layout_by_hand)
 Test(checkpoint, writer_matches_committed_file)
 {
     small_model(m);
-    save_small(m, in_dir("small"));
+    save_small(m, path_in(dir, "small"));
     size_t a, b;
-    unsigned char *mine = slurp(in_dir("small"), &a);
+    unsigned char *mine = slurp(path_in(dir, "small"), &a);
     unsigned char *ref = slurp("tests/data/yoke_small.safetensors", &b);
     cr_assert_eq(a, b, "size %zu, committed %zu", a, b);
     cr_assert(memcmp(mine, ref, a) == 0, "bytes differ from the committed "
@@ -393,8 +348,8 @@ Test(checkpoint, tied_parameter_is_stored_once)
     cr_assert_eq(yk_bag_layer_tied(&ext, emb.weight, extra, YK_BAG_SUM),
                  YK_OK);
     cr_assert(yk_param_same(bag.weight, emb.weight));
-    cr_assert_eq(yk_model_save(m, in_dir("tied"), NULL), YK_OK);
-    yk_safetensors *f = yk_safetensors_open(ctx, in_dir("tied"));
+    cr_assert_eq(yk_model_save(m, path_in(dir, "tied"), NULL), YK_OK);
+    yk_safetensors *f = yk_safetensors_open(ctx, path_in(dir, "tied"));
     cr_assert(f, "%s", yk_last_error(ctx));
     cr_assert_eq(yk_safetensors_count(f), 2);
     cr_assert_str_eq(yk_safetensors_name(f, 0), "shared");
@@ -413,11 +368,11 @@ Test(checkpoint, extras_and_ignore_prefix)
     yk_named_tensor extra[] = {{"optim/W/exp_avg", avg},
                                {"optim/step", step}};
     yk_save_opts so = {.n_extra = 2, .extra = extra};
-    cr_assert_eq(yk_model_save(m, in_dir("x"), &so), YK_OK);
+    cr_assert_eq(yk_model_save(m, path_in(dir, "x"), &so), YK_OK);
 
     /* Model only, strict: the optimizer's tensors are unexpected. */
     yk_tensor_fill(yk_param_value(w), 0);
-    cr_assert_eq(yk_model_load(m, in_dir("x"), NULL, NULL), YK_EFORMAT);
+    cr_assert_eq(yk_model_load(m, path_in(dir, "x"), NULL, NULL), YK_EFORMAT);
     expect_error(ctx, YK_EFORMAT, "unexpected 2 (\"optim/W/exp_avg\", "
                  "\"optim/step\")");
     expect_close(yk_param_value(w), VALS(0, 0), 2, 0, 0);
@@ -425,7 +380,7 @@ Test(checkpoint, extras_and_ignore_prefix)
     /* Model only, skipping "optim/". */
     yk_load_info info;
     yk_load_opts lo = {.ignore_prefix = "optim/"};
-    cr_assert_eq(yk_model_load(m, in_dir("x"), &lo, &info), YK_OK);
+    cr_assert_eq(yk_model_load(m, path_in(dir, "x"), &lo, &info), YK_OK);
     cr_assert_eq(info.n_ignored, 2);
     cr_assert_eq(info.n_loaded, 1);
     expect_close(yk_param_value(w), VALS(1, 2), 2, 0, 0);
@@ -436,7 +391,7 @@ Test(checkpoint, extras_and_ignore_prefix)
     yk_tensor_slot slots[] = {{"optim/step", step2},
                               {"optim/W/exp_avg", avg2}};
     lo = (yk_load_opts){.n_extra = 2, .extra = slots};
-    cr_assert_eq(yk_model_load(m, in_dir("x"), &lo, &info), YK_OK, "%s",
+    cr_assert_eq(yk_model_load(m, path_in(dir, "x"), &lo, &info), YK_OK, "%s",
                  yk_last_error(ctx));
     expect_bits(avg2, avg);
     expect_bits(step2, step);
@@ -453,9 +408,9 @@ Test(checkpoint, extras_and_ignore_prefix)
 static void expect_save_error(yk_named_tensor *extra, int n, const char *part)
 {
     yk_save_opts o = {.n_extra = n, .extra = extra};
-    cr_assert_eq(yk_model_save(m, in_dir("bad"), &o), YK_EINVAL);
+    cr_assert_eq(yk_model_save(m, path_in(dir, "bad"), &o), YK_EINVAL);
     expect_error(ctx, YK_EINVAL, part);
-    cr_assert_eq(dir_entries(), 0, "nothing may be written");
+    cr_assert_eq(entries_in(dir), 0, "nothing may be written");
 }
 
 Test(checkpoint, save_argument_errors)
@@ -474,10 +429,10 @@ Test(checkpoint, save_argument_errors)
     expect_save_error(NULL, 1, "n_extra = 1 with extra NULL");
     cr_assert_eq(yk_model_save(m, NULL, NULL), YK_EINVAL);
     expect_error(ctx, YK_EINVAL, "path is NULL");
-    cr_assert_eq(yk_model_save(NULL, in_dir("x"), NULL), YK_EINVAL);
+    cr_assert_eq(yk_model_save(NULL, path_in(dir, "x"), NULL), YK_EINVAL);
     yk_io io = *yk_io_posix();
     io.fsync = NULL;
-    cr_assert_eq(yk_model_save(m, in_dir("x"), &(yk_save_opts){.io = &io}),
+    cr_assert_eq(yk_model_save(m, path_in(dir, "x"), &(yk_save_opts){.io = &io}),
                  YK_EINVAL);
     expect_error(ctx, YK_EINVAL, "opts->io");
     yk_tensor_free(t);
@@ -486,14 +441,14 @@ Test(checkpoint, save_argument_errors)
 Test(checkpoint, parameter_named_metadata_is_refused)
 {
     param_with(m, "__metadata__", YK_F32, SHAPE(1), VALS(1));
-    cr_assert_eq(yk_model_save(m, in_dir("x"), NULL), YK_EINVAL);
+    cr_assert_eq(yk_model_save(m, path_in(dir, "x"), NULL), YK_EINVAL);
     expect_error(ctx, YK_EINVAL, "\"__metadata__\" is reserved");
 }
 
 Test(checkpoint, save_into_missing_folder_is_eio)
 {
     param_with(m, "W", YK_F32, SHAPE(1), VALS(1));
-    cr_assert_eq(yk_model_save(m, in_dir("no/such/file"), NULL), YK_EIO);
+    cr_assert_eq(yk_model_save(m, path_in(dir, "no/such/file"), NULL), YK_EIO);
     expect_error(ctx, YK_EIO, "no/such/file.tmp.");
     expect_error(ctx, YK_EIO, "No such file or directory");
 }
@@ -575,7 +530,7 @@ static void fail_io_init(fail_io *f)
 Test(checkpoint, failure_at_every_io_step_keeps_the_old_file)
 {
     small_model(m);
-    const char *path = in_dir("ckpt");
+    const char *path = path_in(dir, "ckpt");
     save_small(m, path);
     for (int i = 0; i < yk_model_count(m); i++)
         yk_tensor_fill(yk_param_value(yk_model_at(m, i)), -1);
@@ -594,7 +549,7 @@ Test(checkpoint, failure_at_every_io_step_keeps_the_old_file)
         cr_assert_eq(s, YK_EIO, "failing %s (call %ld)", f.failed, n);
         expect_error(ctx, YK_EIO, "No space left on device");
         expect_error(ctx, YK_EIO, path);
-        cr_assert_eq(dir_entries(), 1, "failing %s left a temporary file",
+        cr_assert_eq(entries_in(dir), 1, "failing %s left a temporary file",
                      f.failed);
         yk_model *back = sentinel_model();
         cr_assert_eq(yk_model_load(back, path, &(yk_load_opts){
@@ -623,11 +578,11 @@ Test(checkpoint, short_writes_are_completed)
     fail_io f;
     fail_io_init(&f);
     f.max_write = 3;
-    cr_assert_eq(yk_model_save(m, in_dir("s"), &(yk_save_opts){.io = &f.io}),
+    cr_assert_eq(yk_model_save(m, path_in(dir, "s"), &(yk_save_opts){.io = &f.io}),
                  YK_OK, "%s", yk_last_error(ctx));
     cr_assert(f.calls > 20, "the writes were split");
     yk_model *back = sentinel_model();
-    cr_assert_eq(yk_model_load(back, in_dir("s"), NULL, NULL), YK_OK);
+    cr_assert_eq(yk_model_load(back, path_in(dir, "s"), NULL, NULL), YK_OK);
     expect_small_values(back);
     yk_model_free(back);
 }
@@ -638,10 +593,10 @@ Test(checkpoint, a_write_of_nothing_is_an_error)
     fail_io f;
     fail_io_init(&f);
     f.write_nothing = true;
-    cr_assert_eq(yk_model_save(m, in_dir("z"), &(yk_save_opts){.io = &f.io}),
+    cr_assert_eq(yk_model_save(m, path_in(dir, "z"), &(yk_save_opts){.io = &f.io}),
                  YK_EIO);
     expect_error(ctx, YK_EIO, "writing");
-    cr_assert_eq(dir_entries(), 0);
+    cr_assert_eq(entries_in(dir), 0);
 }
 
 typedef struct stall_io {
@@ -669,7 +624,7 @@ static ptrdiff_t stall_write(void *ud, int fd, const void *buf, size_t n)
 Test(checkpoint, sigkill_mid_save_keeps_the_old_file)
 {
     small_model(m);
-    const char *path = in_dir("k");
+    const char *path = path_in(dir, "k");
     save_small(m, path);
     int fds[2];
     cr_assert_eq(pipe(fds), 0);
@@ -701,7 +656,7 @@ Test(checkpoint, sigkill_mid_save_keeps_the_old_file)
     expect_small_values(back);
     /* The killed save's temporary file stays (documented) and does not
      * disturb the next save. */
-    cr_assert_eq(dir_entries(), 2);
+    cr_assert_eq(entries_in(dir), 2);
     cr_assert_eq(yk_model_save(back, path, NULL), YK_OK);
     cr_assert_eq(yk_model_load(m, path, NULL, NULL), YK_OK);
     expect_small_values(m);
@@ -716,18 +671,18 @@ Test(checkpoint, strict_load_lists_missing_and_unexpected)
 {
     param_with(m, "W", YK_F32, SHAPE(2), VALS(1, 2));
     param_with(m, "c", YK_F32, SHAPE(1), VALS(3));
-    cr_assert_eq(yk_model_save(m, in_dir("f"), NULL), YK_OK);
+    cr_assert_eq(yk_model_save(m, path_in(dir, "f"), NULL), YK_OK);
     yk_model *other = yk_model_new(ctx);
     yk_param *w = param_with(other, "W", YK_F32, SHAPE(2), VALS(9, 9));
     yk_param *b = param_with(other, "b", YK_F32, SHAPE(1), VALS(9));
-    cr_assert_eq(yk_model_load(other, in_dir("f"), NULL, NULL), YK_EFORMAT);
+    cr_assert_eq(yk_model_load(other, path_in(dir, "f"), NULL, NULL), YK_EFORMAT);
     expect_error(ctx, YK_EFORMAT, "does not match the model: missing 1 "
                  "(\"b\"); unexpected 1 (\"c\")");
     expect_close(yk_param_value(w), VALS(9, 9), 2, 0, 0);
 
     /* Partial: W is loaded, the rest reported, b untouched. */
     yk_load_info info;
-    cr_assert_eq(yk_model_load(other, in_dir("f"),
+    cr_assert_eq(yk_model_load(other, path_in(dir, "f"),
                                &(yk_load_opts){.partial = true}, &info),
                  YK_OK, "%s", yk_last_error(ctx));
     expect_close(yk_param_value(w), VALS(1, 2), 2, 0, 0);
@@ -741,13 +696,13 @@ Test(checkpoint, strict_load_lists_missing_and_unexpected)
 
 Test(checkpoint, long_name_lists_are_cut)
 {
-    cr_assert_eq(yk_model_save(m, in_dir("empty"), NULL), YK_OK);
+    cr_assert_eq(yk_model_save(m, path_in(dir, "empty"), NULL), YK_OK);
     for (int i = 0; i < 60; i++) {
         char name[32];
         snprintf(name, sizeof name, "layer_%02d.weight", i);
         yk_model_add(m, name, YK_F32, 1, (int64_t[]){1});
     }
-    cr_assert_eq(yk_model_load(m, in_dir("empty"), NULL, NULL), YK_EFORMAT);
+    cr_assert_eq(yk_model_load(m, path_in(dir, "empty"), NULL, NULL), YK_EFORMAT);
     expect_error(ctx, YK_EFORMAT, "missing 60 (\"layer_00.weight\"");
     expect_error(ctx, YK_EFORMAT, "more)");
 }
@@ -756,13 +711,13 @@ Test(checkpoint, dtype_and_shape_mismatch_name_the_parameter)
 {
     param_with(m, "W", YK_F64, SHAPE(2, 3), VALS(1, 2, 3, 4, 5, 6));
     param_with(m, "v", YK_F32, SHAPE(2), VALS(1, 2));
-    cr_assert_eq(yk_model_save(m, in_dir("d"), NULL), YK_OK);
+    cr_assert_eq(yk_model_save(m, path_in(dir, "d"), NULL), YK_OK);
 
     yk_model *f32 = yk_model_new(ctx);
     yk_param *w = param_with(f32, "W", YK_F32, SHAPE(2, 3),
                              VALS(9, 9, 9, 9, 9, 9));
     param_with(f32, "v", YK_F32, SHAPE(2), VALS(9, 9));
-    cr_assert_eq(yk_model_load(f32, in_dir("d"), NULL, NULL), YK_EDTYPE);
+    cr_assert_eq(yk_model_load(f32, path_in(dir, "d"), NULL, NULL), YK_EDTYPE);
     expect_error(ctx, YK_EDTYPE, "parameter \"W\" is f32 but tensor \"W\" of");
     expect_error(ctx, YK_EDTYPE, "is F64");
     expect_close(yk_param_value(w), VALS(9, 9, 9, 9, 9, 9), 6, 0, 0);
@@ -771,7 +726,7 @@ Test(checkpoint, dtype_and_shape_mismatch_name_the_parameter)
     w = param_with(wide, "W", YK_F64, SHAPE(3, 2), VALS(9, 9, 9, 9, 9, 9));
     yk_param *v = param_with(wide, "v", YK_F32, SHAPE(2), VALS(9, 9));
     /* Partial mode does not excuse a shape mismatch (PyTorch neither). */
-    cr_assert_eq(yk_model_load(wide, in_dir("d"),
+    cr_assert_eq(yk_model_load(wide, path_in(dir, "d"),
                                &(yk_load_opts){.partial = true}, NULL),
                  YK_ESHAPE);
     expect_error(ctx, YK_ESHAPE, "parameter \"W\" has shape [3, 2] but tensor "
@@ -785,7 +740,7 @@ Test(checkpoint, dtype_and_shape_mismatch_name_the_parameter)
 Test(checkpoint, slot_errors)
 {
     param_with(m, "W", YK_F32, SHAPE(1), VALS(1));
-    cr_assert_eq(yk_model_save(m, in_dir("s"), NULL), YK_OK);
+    cr_assert_eq(yk_model_save(m, path_in(dir, "s"), NULL), YK_OK);
     yk_tensor *t = T32(ctx, SHAPE(1), VALS(0));
     struct { yk_tensor_slot slots[2]; int n; const char *part; } cases[] = {
         {{{NULL, t}}, 1, "extra[0] has a NULL name"},
@@ -796,30 +751,30 @@ Test(checkpoint, slot_errors)
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         yk_load_opts lo = {.n_extra = cases[i].n, .extra = cases[i].slots};
-        cr_assert_eq(yk_model_load(m, in_dir("s"), &lo, NULL), YK_EINVAL);
+        cr_assert_eq(yk_model_load(m, path_in(dir, "s"), &lo, NULL), YK_EINVAL);
         expect_error(ctx, YK_EINVAL, cases[i].part);
     }
-    cr_assert_eq(yk_model_load(m, in_dir("s"), &(yk_load_opts){.n_extra = 2},
+    cr_assert_eq(yk_model_load(m, path_in(dir, "s"), &(yk_load_opts){.n_extra = 2},
                                NULL), YK_EINVAL);
     expect_error(ctx, YK_EINVAL, "n_extra = 2 with extra NULL");
     /* A slot missing from the file is "missing"; of the wrong dtype,
      * YK_EDTYPE naming the slot. */
     yk_tensor_slot miss[] = {{"gone", t}};
-    cr_assert_eq(yk_model_load(m, in_dir("s"),
+    cr_assert_eq(yk_model_load(m, path_in(dir, "s"),
                                &(yk_load_opts){.n_extra = 1, .extra = miss},
                                NULL), YK_EFORMAT);
     expect_error(ctx, YK_EFORMAT, "missing 1 (\"gone\")");
     yk_tensor *i64 = TI(ctx, SHAPE(1), IDX(0));
     yk_named_tensor ex[] = {{"n", t}};
-    cr_assert_eq(yk_model_save(m, in_dir("s2"),
+    cr_assert_eq(yk_model_save(m, path_in(dir, "s2"),
                                &(yk_save_opts){.n_extra = 1, .extra = ex}),
                  YK_OK);
     yk_tensor_slot wrong[] = {{"n", i64}};
-    cr_assert_eq(yk_model_load(m, in_dir("s2"),
+    cr_assert_eq(yk_model_load(m, path_in(dir, "s2"),
                                &(yk_load_opts){.n_extra = 1, .extra = wrong},
                                NULL), YK_EDTYPE);
     expect_error(ctx, YK_EDTYPE, "slot \"n\" is i64");
-    cr_assert_eq(yk_model_load(NULL, in_dir("s"), NULL, NULL), YK_EINVAL);
+    cr_assert_eq(yk_model_load(NULL, path_in(dir, "s"), NULL, NULL), YK_EINVAL);
     cr_assert_eq(yk_model_load(m, NULL, NULL, NULL), YK_EINVAL);
     expect_error(ctx, YK_EINVAL, "path is NULL");
     yk_tensor_free(t);
@@ -829,9 +784,9 @@ Test(checkpoint, slot_errors)
 Test(checkpoint, unreadable_paths_are_eio)
 {
     param_with(m, "W", YK_F32, SHAPE(1), VALS(1));
-    cr_assert_eq(yk_model_load(m, in_dir("nothing"), NULL, NULL), YK_EIO);
+    cr_assert_eq(yk_model_load(m, path_in(dir, "nothing"), NULL, NULL), YK_EIO);
     expect_error(ctx, YK_EIO, "cannot open");
-    expect_error(ctx, YK_EIO, in_dir("nothing"));
+    expect_error(ctx, YK_EIO, path_in(dir, "nothing"));
     cr_assert_eq(yk_model_load(m, dir, NULL, NULL), YK_EIO);
     expect_error(ctx, YK_EIO, "is not a regular file");
 }
@@ -843,23 +798,23 @@ Test(checkpoint, unreadable_paths_are_eio)
 Test(checkpoint, every_truncation_is_bad_format)
 {
     small_model(m);
-    save_small(m, in_dir("full"));
+    save_small(m, path_in(dir, "full"));
     size_t size;
-    unsigned char *b = slurp(in_dir("full"), &size);
+    unsigned char *b = slurp(path_in(dir, "full"), &size);
     yk_model *back = sentinel_model();
     yk_tensor *counts = yk_tensor_zeros(ctx, YK_I64, 1, (int64_t[]){3});
     yk_tensor_slot slots[] = {{"counts", counts}};
     yk_load_opts lo = {.n_extra = 1, .extra = slots};
     for (size_t n = 0; n < size; n++) {
-        spit(in_dir("cut"), b, n);
-        yk_status s = yk_model_load(back, in_dir("cut"), &lo, NULL);
+        spit(path_in(dir, "cut"), b, n);
+        yk_status s = yk_model_load(back, path_in(dir, "cut"), &lo, NULL);
         cr_assert_eq(s, YK_EFORMAT, "%zu of %zu bytes: %s", n, size,
                      yk_last_error(ctx));
-        expect_error(ctx, YK_EFORMAT, in_dir("cut"));
+        expect_error(ctx, YK_EFORMAT, path_in(dir, "cut"));
         expect_sentinel(back);
-        cr_assert_null(yk_safetensors_open(ctx, in_dir("cut")));
+        cr_assert_null(yk_safetensors_open(ctx, path_in(dir, "cut")));
     }
-    cr_assert_eq(yk_model_load(back, in_dir("full"), &lo, NULL), YK_OK);
+    cr_assert_eq(yk_model_load(back, path_in(dir, "full"), &lo, NULL), YK_OK);
     free(b);
     yk_tensor_free(counts);
     yk_model_free(back);
@@ -871,9 +826,9 @@ Test(checkpoint, every_flipped_header_byte_is_safe)
      * config string) or fails cleanly; a failure leaves the model as it
      * was. Most flips must fail. */
     small_model(m);
-    save_small(m, in_dir("full"));
+    save_small(m, path_in(dir, "full"));
     size_t size;
-    unsigned char *b = slurp(in_dir("full"), &size);
+    unsigned char *b = slurp(path_in(dir, "full"), &size);
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--)
         n = n << 8 | b[i];
@@ -882,9 +837,9 @@ Test(checkpoint, every_flipped_header_byte_is_safe)
     int failed = 0;
     for (size_t i = 0; i < 8 + n; i++) {
         b[i] ^= 0x20;
-        spit(in_dir("flip"), b, size);
+        spit(path_in(dir, "flip"), b, size);
         b[i] ^= 0x20;
-        yk_status s = yk_model_load(back, in_dir("flip"), &lo, NULL);
+        yk_status s = yk_model_load(back, path_in(dir, "flip"), &lo, NULL);
         cr_assert(s == YK_OK || s == YK_EFORMAT || s == YK_EDTYPE ||
                   s == YK_ESHAPE, "byte %zu: %s", i, yk_last_error(ctx));
         if (s != YK_OK) {
@@ -968,13 +923,13 @@ Test(checkpoint, corrupted_headers_are_bad_format)
     unsigned char zeros[64] = {0};
     for (size_t i = 0; i < sizeof bad_files / sizeof *bad_files; i++) {
         const bad_file *b = &bad_files[i];
-        write_st(in_dir("bad"), b->header, zeros, b->data_size);
-        cr_assert_null(yk_safetensors_open(ctx, in_dir("bad")), "case %zu", i);
+        write_st(path_in(dir, "bad"), b->header, zeros, b->data_size);
+        cr_assert_null(yk_safetensors_open(ctx, path_in(dir, "bad")), "case %zu", i);
         cr_assert_eq(yk_last_status(ctx), YK_EFORMAT, "case %zu: %s", i,
                      yk_last_error(ctx));
         cr_assert(strstr(yk_last_error(ctx), b->part), "case %zu: \"%s\" "
                   "does not mention \"%s\"", i, yk_last_error(ctx), b->part);
-        expect_error(ctx, YK_EFORMAT, in_dir("bad"));
+        expect_error(ctx, YK_EFORMAT, path_in(dir, "bad"));
     }
 }
 
@@ -983,16 +938,16 @@ Test(checkpoint, header_length_out_of_range)
     unsigned char b[32];
     memset(b, 0xff, 8); /* 2^64 - 1 */
     memcpy(b + 8, "{}", 2);
-    spit(in_dir("huge"), b, 10);
-    cr_assert_null(yk_safetensors_open(ctx, in_dir("huge")));
+    spit(path_in(dir, "huge"), b, 10);
+    cr_assert_null(yk_safetensors_open(ctx, path_in(dir, "huge")));
     expect_error(ctx, YK_EFORMAT, "header length 18446744073709551615 does "
                  "not fit in the 2 bytes after it");
     memset(b, 0, 8);
-    spit(in_dir("zero"), b, 10);
-    cr_assert_null(yk_safetensors_open(ctx, in_dir("zero")));
+    spit(path_in(dir, "zero"), b, 10);
+    cr_assert_null(yk_safetensors_open(ctx, path_in(dir, "zero")));
     expect_error(ctx, YK_EFORMAT, "header length 0");
-    spit(in_dir("short"), b, 5);
-    cr_assert_null(yk_safetensors_open(ctx, in_dir("short")));
+    spit(path_in(dir, "short"), b, 5);
+    cr_assert_null(yk_safetensors_open(ctx, path_in(dir, "short")));
     expect_error(ctx, YK_EFORMAT, "has 5 bytes, too few for the 8-byte "
                  "header length");
 }
@@ -1001,24 +956,24 @@ Test(checkpoint, bad_yoke_metadata)
 {
     param_with(m, "t", YK_F32, SHAPE(2, 3), VALS(0, 0, 0, 0, 0, 0));
     unsigned char zeros[24] = {0};
-    write_st(in_dir("v2"), "{\"__metadata__\":{\"yoke_format_version\":\"2\"},"
+    write_st(path_in(dir, "v2"), "{\"__metadata__\":{\"yoke_format_version\":\"2\"},"
              T24 "}", zeros, 24);
-    cr_assert_eq(yk_model_load(m, in_dir("v2"), NULL, NULL), YK_EFORMAT);
+    cr_assert_eq(yk_model_load(m, path_in(dir, "v2"), NULL, NULL), YK_EFORMAT);
     expect_error(ctx, YK_EFORMAT, "yoke_format_version \"2\"");
     const char *steps[] = {"x", "", "12a", "99999999999999999999", "+3", " 4"};
     for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
         char h[256];
         snprintf(h, sizeof h, "{\"__metadata__\":{\"step\":\"%s\"}," T24 "}",
                  steps[i]);
-        write_st(in_dir("st"), h, zeros, 24);
-        cr_assert_eq(yk_model_load(m, in_dir("st"), NULL, NULL), YK_EFORMAT,
+        write_st(path_in(dir, "st"), h, zeros, 24);
+        cr_assert_eq(yk_model_load(m, path_in(dir, "st"), NULL, NULL), YK_EFORMAT,
                      "step \"%s\"", steps[i]);
         expect_error(ctx, YK_EFORMAT, "metadata step");
     }
     /* A file from another writer: no metadata at all is fine. */
-    write_st(in_dir("plain"), "{" T24 "}", zeros, 24);
+    write_st(path_in(dir, "plain"), "{" T24 "}", zeros, 24);
     yk_load_info info;
-    cr_assert_eq(yk_model_load(m, in_dir("plain"), NULL, &info), YK_OK);
+    cr_assert_eq(yk_model_load(m, path_in(dir, "plain"), NULL, &info), YK_OK);
     cr_assert_eq(info.step, 0);
 }
 
@@ -1029,8 +984,8 @@ Test(checkpoint, bad_yoke_metadata)
 Test(checkpoint, reader_api)
 {
     small_model(m);
-    save_small(m, in_dir("r"));
-    yk_safetensors *f = yk_safetensors_open(ctx, in_dir("r"));
+    save_small(m, path_in(dir, "r"));
+    yk_safetensors *f = yk_safetensors_open(ctx, path_in(dir, "r"));
     cr_assert(f, "%s", yk_last_error(ctx));
     cr_assert_eq(yk_safetensors_count(f), 5);
     int i = yk_safetensors_find(f, "emb");
@@ -1076,36 +1031,36 @@ Test(checkpoint, reader_api)
     yk_safetensors_close(NULL);
     cr_assert_null(yk_safetensors_open(ctx, NULL));
     expect_error(ctx, YK_EINVAL, "path is NULL");
-    cr_assert_null(yk_safetensors_open(NULL, in_dir("r")));
+    cr_assert_null(yk_safetensors_open(NULL, path_in(dir, "r")));
 }
 
 Test(checkpoint, param_from_safetensors_with_freeze)
 {
     param_with(m, "emb", YK_F32, SHAPE(3, 2), emb_vals);
-    cr_assert_eq(yk_model_save(m, in_dir("p"), NULL), YK_OK);
+    cr_assert_eq(yk_model_save(m, path_in(dir, "p"), NULL), YK_OK);
     yk_model *mm = yk_model_new(ctx);
     yk_param *E = yk_model_add(mm, "E", YK_F32, 2, (int64_t[]){3, 2});
-    cr_assert_eq(yk_param_load_safetensors(E, in_dir("p"), "emb", true),
+    cr_assert_eq(yk_param_load_safetensors(E, path_in(dir, "p"), "emb", true),
                  YK_OK, "%s", yk_last_error(ctx));
     expect_close(yk_param_value(E), emb_vals, 6, 0, 0);
     cr_assert(!yk_param_requires_grad(E));
     yk_param *F = yk_model_add(mm, "F", YK_F32, 2, (int64_t[]){3, 2});
-    cr_assert_eq(yk_param_load_safetensors(F, in_dir("p"), "emb", false),
+    cr_assert_eq(yk_param_load_safetensors(F, path_in(dir, "p"), "emb", false),
                  YK_OK);
     cr_assert(yk_param_requires_grad(F));
     yk_param *G = yk_model_add(mm, "G", YK_F32, 2, (int64_t[]){2, 3});
-    cr_assert_eq(yk_param_load_safetensors(G, in_dir("p"), "emb", true),
+    cr_assert_eq(yk_param_load_safetensors(G, path_in(dir, "p"), "emb", true),
                  YK_ESHAPE);
     expect_error(ctx, YK_ESHAPE, "parameter \"G\" has shape [2, 3] but tensor "
                  "\"emb\"");
     cr_assert(yk_param_requires_grad(G), "a failed load must not freeze");
-    cr_assert_eq(yk_param_load_safetensors(G, in_dir("p"), "missing", true),
+    cr_assert_eq(yk_param_load_safetensors(G, path_in(dir, "p"), "missing", true),
                  YK_EINVAL);
     expect_error(ctx, YK_EINVAL, "no tensor named \"missing\"");
-    cr_assert_eq(yk_param_load_safetensors(G, in_dir("none"), "emb", true),
+    cr_assert_eq(yk_param_load_safetensors(G, path_in(dir, "none"), "emb", true),
                  YK_EIO);
     expect_error(ctx, YK_EIO, "yk_param_load_safetensors: cannot open");
-    cr_assert_eq(yk_param_load_safetensors(G, in_dir("p"), NULL, true),
+    cr_assert_eq(yk_param_load_safetensors(G, path_in(dir, "p"), NULL, true),
                  YK_EINVAL);
     expect_error(ctx, YK_EINVAL, "name is NULL");
     yk_model_free(mm);
@@ -1122,7 +1077,7 @@ Test(checkpoint, allocation_failure_at_every_allocation)
     /* Save and load on a context whose n-th allocation fails, for every n:
      * a clean YK_ENOMEM, no byte leaked, the model untouched. */
     small_model(m);
-    save_small(m, in_dir("old"));
+    save_small(m, path_in(dir, "old"));
     for (long n = 1;; n++) {
         counting_alloc a = {0};
         yk_ctx *c = yk_ctx_new_with_alloc(counting_hook, &a);
@@ -1136,9 +1091,9 @@ Test(checkpoint, allocation_failure_at_every_allocation)
         a.fail_at = a.calls + n;
         yk_load_info info;
         yk_load_opts lo = {.ignore_prefix = "counts"};
-        yk_status s = yk_model_load(mm, in_dir("old"), &lo, &info);
+        yk_status s = yk_model_load(mm, path_in(dir, "old"), &lo, &info);
         if (!s)
-            s = yk_model_save(mm, in_dir("new"), NULL);
+            s = yk_model_save(mm, path_in(dir, "new"), NULL);
         if (!a.failed) {
             cr_assert_eq(s, YK_OK, "%s", yk_last_error(c));
             yk_load_info_clear(&info);
@@ -1228,15 +1183,15 @@ Test(vectors, loads_known_words_and_initialises_the_rest)
 
 Test(vectors, lenient_spacing_crlf_and_blank_lines)
 {
-    spit_text(in_dir("s.vec"), "2 2\r\n\r\ncat\t1  2 \r\n  \nthe 3\t4\t\r\n\n");
-    yk_tensor *t = yk_vec_load(ctx, in_dir("s.vec"), YK_F64, 2,
+    spit_text(path_in(dir, "s.vec"), "2 2\r\n\r\ncat\t1  2 \r\n  \nthe 3\t4\t\r\n\n");
+    yk_tensor *t = yk_vec_load(ctx, path_in(dir, "s.vec"), YK_F64, 2,
                                (const char *[]){"the", "cat"}, NULL, NULL);
     cr_assert(t, "%s", yk_last_error(ctx));
     expect_close(t, VALS(3, 4, 1, 2), 4, 0, 0);
     yk_tensor_free(t);
     /* No final newline. */
-    spit_text(in_dir("n.vec"), "1 2\ncat 5 6");
-    t = yk_vec_load(ctx, in_dir("n.vec"), YK_F64, 1, (const char *[]){"cat"},
+    spit_text(path_in(dir, "n.vec"), "1 2\ncat 5 6");
+    t = yk_vec_load(ctx, path_in(dir, "n.vec"), YK_F64, 1, (const char *[]){"cat"},
                     NULL, NULL);
     cr_assert(t, "%s", yk_last_error(ctx));
     expect_close(t, VALS(5, 6), 2, 0, 0);
@@ -1257,9 +1212,9 @@ Test(vectors, long_lines_grow_the_buffer)
     for (int i = 0; i < D; i++)
         len += (size_t)sprintf(text + len, " %s", i % 2 ? "-1" : "2");
     len += (size_t)sprintf(text + len, "\n");
-    spit(in_dir("long.vec"), text, len);
+    spit(path_in(dir, "long.vec"), text, len);
     free(text);
-    yk_tensor *t = yk_vec_load(ctx, in_dir("long.vec"), YK_F32, 2,
+    yk_tensor *t = yk_vec_load(ctx, path_in(dir, "long.vec"), YK_F32, 2,
                                (const char *[]){"near", "far"}, NULL, NULL);
     cr_assert(t, "%s", yk_last_error(ctx));
     const float *v = yk_tensor_data(t);
@@ -1351,35 +1306,35 @@ Test(vectors, malformed_files_name_the_line)
 {
     const char *const words[] = {"cat", "the"};
     for (size_t i = 0; i < sizeof bad_vecs / sizeof *bad_vecs; i++) {
-        spit_text(in_dir("bad.vec"), bad_vecs[i].text);
-        cr_assert_null(yk_vec_load(ctx, in_dir("bad.vec"), YK_F64, 2, words,
+        spit_text(path_in(dir, "bad.vec"), bad_vecs[i].text);
+        cr_assert_null(yk_vec_load(ctx, path_in(dir, "bad.vec"), YK_F64, 2, words,
                                    NULL, NULL), "case %zu", i);
         cr_assert_eq(yk_last_status(ctx), YK_EFORMAT, "case %zu: %s", i,
                      yk_last_error(ctx));
         cr_assert(strstr(yk_last_error(ctx), bad_vecs[i].part),
                   "case %zu: \"%s\" does not mention \"%s\"", i,
                   yk_last_error(ctx), bad_vecs[i].part);
-        expect_error(ctx, YK_EFORMAT, in_dir("bad.vec"));
+        expect_error(ctx, YK_EFORMAT, path_in(dir, "bad.vec"));
     }
 }
 
 Test(vectors, f32_range_and_repeats_outside_the_vocabulary)
 {
     /* 1e39 fits an f64 but not an f32. */
-    spit_text(in_dir("big.vec"), "1 2\ncat 1e39 1\n");
+    spit_text(path_in(dir, "big.vec"), "1 2\ncat 1e39 1\n");
     const char *const words[] = {"cat"};
-    yk_tensor *t = yk_vec_load(ctx, in_dir("big.vec"), YK_F64, 1, words, NULL,
+    yk_tensor *t = yk_vec_load(ctx, path_in(dir, "big.vec"), YK_F64, 1, words, NULL,
                                NULL);
     cr_assert(t, "%s", yk_last_error(ctx));
     yk_tensor_free(t);
-    cr_assert_null(yk_vec_load(ctx, in_dir("big.vec"), YK_F32, 1, words, NULL,
+    cr_assert_null(yk_vec_load(ctx, path_in(dir, "big.vec"), YK_F32, 1, words, NULL,
                                NULL));
     expect_error(ctx, YK_EFORMAT, "line 2: value 1 of \"cat\", \"1e39\", is "
                  "not a finite f32 number");
     /* A repeated word outside the vocabulary is skipped, not checked. */
-    spit_text(in_dir("rep.vec"), "3 1\ndog 1\ndog 2\ncat 3\n");
+    spit_text(path_in(dir, "rep.vec"), "3 1\ndog 1\ndog 2\ncat 3\n");
     yk_vec_info info;
-    t = yk_vec_load(ctx, in_dir("rep.vec"), YK_F64, 1, words, NULL, &info);
+    t = yk_vec_load(ctx, path_in(dir, "rep.vec"), YK_F64, 1, words, NULL, &info);
     cr_assert(t, "%s", yk_last_error(ctx));
     expect_close(t, VALS(3), 1, 0, 0);
     cr_assert_eq(info.found, 1);
@@ -1388,8 +1343,8 @@ Test(vectors, f32_range_and_repeats_outside_the_vocabulary)
 
 Test(vectors, nul_byte_is_bad_format)
 {
-    spit(in_dir("nul.vec"), "1 2\ncat 1\0 2\n", 13);
-    cr_assert_null(yk_vec_load(ctx, in_dir("nul.vec"), YK_F64, 1,
+    spit(path_in(dir, "nul.vec"), "1 2\ncat 1\0 2\n", 13);
+    cr_assert_null(yk_vec_load(ctx, path_in(dir, "nul.vec"), YK_F64, 1,
                                (const char *[]){"cat"}, NULL, NULL));
     expect_error(ctx, YK_EFORMAT, "line 2: the line contains a NUL byte");
 }
@@ -1397,10 +1352,10 @@ Test(vectors, nul_byte_is_bad_format)
 Test(vectors, argument_errors)
 {
     const char *path = "tests/data/tiny.vec";
-    cr_assert_null(yk_vec_load(ctx, in_dir("none.vec"), YK_F64, 5, vocab,
+    cr_assert_null(yk_vec_load(ctx, path_in(dir, "none.vec"), YK_F64, 5, vocab,
                                NULL, NULL));
     expect_error(ctx, YK_EIO, "cannot open");
-    expect_error(ctx, YK_EIO, in_dir("none.vec"));
+    expect_error(ctx, YK_EIO, path_in(dir, "none.vec"));
     cr_assert_null(yk_vec_load(ctx, path, YK_I64, 5, vocab, NULL, NULL));
     expect_error(ctx, YK_EDTYPE, "dtype i64 is not f32 or f64");
     cr_assert_null(yk_vec_load(ctx, NULL, YK_F64, 5, vocab, NULL, NULL));
@@ -1508,7 +1463,7 @@ static void trainer_free(trainer *t)
  * the state is what makes the difference). */
 static void expect_resume_exact(yk_optim_kind kind)
 {
-    const char *path = in_dir("resume");
+    const char *path = path_in(dir, "resume");
     trainer a = trainer_new(kind);
     train_step(a.m, a.o, a.w);
     train_step(a.m, a.o, a.w);
@@ -1554,8 +1509,8 @@ Test(checkpoint, optimizer_state_names_in_the_file)
     yk_param *idle = yk_model_add(a.m, "idle", YK_F32, 1, (int64_t[]){2});
     cr_assert_eq(yk_optim_add(a.o, idle), YK_OK);
     train_step(a.m, a.o, a.w); /* idle gets no gradient: no state */
-    cr_assert_eq(yk_checkpoint_save(a.m, a.o, in_dir("n"), NULL), YK_OK);
-    yk_safetensors *f = yk_safetensors_open(ctx, in_dir("n"));
+    cr_assert_eq(yk_checkpoint_save(a.m, a.o, path_in(dir, "n"), NULL), YK_OK);
+    yk_safetensors *f = yk_safetensors_open(ctx, path_in(dir, "n"));
     cr_assert(f, "%s", yk_last_error(ctx));
     cr_assert_eq(yk_safetensors_count(f), 4);
     cr_assert_str_eq(yk_safetensors_name(f, 2), "optim/W/step");
@@ -1573,11 +1528,11 @@ Test(checkpoint, optimizer_state_names_in_the_file)
 Test(checkpoint, parameter_without_saved_state_is_reset)
 {
     trainer a = trainer_new(YK_OPTIM_ADAGRAD);
-    cr_assert_eq(yk_checkpoint_save(a.m, a.o, in_dir("fresh"), NULL), YK_OK);
+    cr_assert_eq(yk_checkpoint_save(a.m, a.o, path_in(dir, "fresh"), NULL), YK_OK);
     trainer_free(&a);
     trainer b = trainer_new(YK_OPTIM_ADAGRAD);
     train_step(b.m, b.o, b.w);
-    cr_assert_eq(yk_checkpoint_load(b.m, b.o, in_dir("fresh"), NULL, NULL),
+    cr_assert_eq(yk_checkpoint_load(b.m, b.o, path_in(dir, "fresh"), NULL, NULL),
                  YK_OK, "%s", yk_last_error(ctx));
     cr_assert_eq(yk_optim_step_count(b.o, b.w), 0);
     yk_tensor *sum = NULL;
@@ -1620,54 +1575,54 @@ Test(checkpoint, optimizer_state_errors)
     yk_tensor *neg = TI(ctx, SHAPE(), IDX(-1));
     yk_tensor *vec = TI(ctx, SHAPE(1), IDX(4));
 
-    save_fake_state(in_dir("a"), (yk_named_tensor[]){
+    save_fake_state(path_in(dir, "a"), (yk_named_tensor[]){
         {"optim/W/step", step}, {"optim/W/exp_avg", wide},
         {"optim/W/exp_avg_sq", good}}, 3);
-    expect_load_refused(&t, in_dir("a"), YK_ESHAPE, "optimizer state "
+    expect_load_refused(&t, path_in(dir, "a"), YK_ESHAPE, "optimizer state "
                         "\"optim/W/exp_avg\" has shape [3, 2] but tensor");
-    save_fake_state(in_dir("b"), (yk_named_tensor[]){
+    save_fake_state(path_in(dir, "b"), (yk_named_tensor[]){
         {"optim/W/step", step}, {"optim/W/exp_avg", good},
         {"optim/W/exp_avg_sq", f32}}, 3);
-    expect_load_refused(&t, in_dir("b"), YK_EDTYPE, "optimizer state "
+    expect_load_refused(&t, path_in(dir, "b"), YK_EDTYPE, "optimizer state "
                         "\"optim/W/exp_avg_sq\" is f64");
-    save_fake_state(in_dir("c"), (yk_named_tensor[]){
+    save_fake_state(path_in(dir, "c"), (yk_named_tensor[]){
         {"optim/W/step", neg}, {"optim/W/exp_avg", good},
         {"optim/W/exp_avg_sq", good}}, 3);
-    expect_load_refused(&t, in_dir("c"), YK_EFORMAT, "optim/W/step = -1 is "
+    expect_load_refused(&t, path_in(dir, "c"), YK_EFORMAT, "optim/W/step = -1 is "
                         "negative");
-    save_fake_state(in_dir("d"), (yk_named_tensor[]){
+    save_fake_state(path_in(dir, "d"), (yk_named_tensor[]){
         {"optim/W/step", vec}, {"optim/W/exp_avg", good},
         {"optim/W/exp_avg_sq", good}}, 3);
-    expect_load_refused(&t, in_dir("d"), YK_ESHAPE, "optimizer state "
+    expect_load_refused(&t, path_in(dir, "d"), YK_ESHAPE, "optimizer state "
                         "\"optim/W/step\" has shape [] but");
-    save_fake_state(in_dir("e"), (yk_named_tensor[]){
+    save_fake_state(path_in(dir, "e"), (yk_named_tensor[]){
         {"optim/W/step", step}, {"optim/W/exp_avg", good}}, 2);
-    expect_load_refused(&t, in_dir("e"), YK_EFORMAT, "missing 1 "
+    expect_load_refused(&t, path_in(dir, "e"), YK_EFORMAT, "missing 1 "
                         "(\"optim/W/exp_avg_sq\"); unexpected 0");
-    save_fake_state(in_dir("f"), (yk_named_tensor[]){
+    save_fake_state(path_in(dir, "f"), (yk_named_tensor[]){
         {"optim/V/step", step}}, 1);
-    expect_load_refused(&t, in_dir("f"), YK_EFORMAT, "unexpected 1 "
+    expect_load_refused(&t, path_in(dir, "f"), YK_EFORMAT, "unexpected 1 "
                         "(\"optim/V/step\")");
 
     /* Another kind's state. */
     trainer sgd = trainer_new(YK_OPTIM_SGD);
     train_step(sgd.m, sgd.o, sgd.w);
-    cr_assert_eq(yk_checkpoint_save(sgd.m, sgd.o, in_dir("g"), NULL), YK_OK);
-    expect_load_refused(&t, in_dir("g"), YK_EFORMAT, "holds the state of a "
+    cr_assert_eq(yk_checkpoint_save(sgd.m, sgd.o, path_in(dir, "g"), NULL), YK_OK);
+    expect_load_refused(&t, path_in(dir, "g"), YK_EFORMAT, "holds the state of a "
                         "\"sgd\" optimizer, not \"adam\"");
 
     /* NULL optimizer; an optimizer name taken by a parameter. */
-    cr_assert_eq(yk_checkpoint_load(t.m, NULL, in_dir("g"), NULL, NULL),
+    cr_assert_eq(yk_checkpoint_load(t.m, NULL, path_in(dir, "g"), NULL, NULL),
                  YK_EINVAL);
     expect_error(ctx, YK_EINVAL, "yk_checkpoint_load: the optimizer is NULL");
-    cr_assert_eq(yk_checkpoint_save(t.m, NULL, in_dir("h"), NULL), YK_EINVAL);
+    cr_assert_eq(yk_checkpoint_save(t.m, NULL, path_in(dir, "h"), NULL), YK_EINVAL);
     expect_error(ctx, YK_EINVAL, "yk_checkpoint_save: the optimizer is NULL");
     param_with(sgd.m, "optim/W/step", YK_F64, SHAPE(1), VALS(0));
-    cr_assert_eq(yk_checkpoint_save(sgd.m, sgd.o, in_dir("h"), NULL),
+    cr_assert_eq(yk_checkpoint_save(sgd.m, sgd.o, path_in(dir, "h"), NULL),
                  YK_EINVAL);
     expect_error(ctx, YK_EINVAL, "\"optim/W/step\" is the name of two");
     yk_tensor_slot clash[] = {{"optim/W/step", vec}};
-    cr_assert_eq(yk_checkpoint_load(t.m, t.o, in_dir("a"), &(yk_load_opts){
+    cr_assert_eq(yk_checkpoint_load(t.m, t.o, path_in(dir, "a"), &(yk_load_opts){
                      .n_extra = 1, .extra = clash}, NULL), YK_EINVAL);
     expect_error(ctx, YK_EINVAL, "\"optim/W/step\" is asked for twice");
 
@@ -1684,7 +1639,7 @@ Test(checkpoint, optimizer_load_allocation_failure)
      * turn: YK_ENOMEM, no leak, and the model untouched. */
     trainer a = trainer_new(YK_OPTIM_ADAM);
     train_step(a.m, a.o, a.w);
-    cr_assert_eq(yk_checkpoint_save(a.m, a.o, in_dir("o"), NULL), YK_OK);
+    cr_assert_eq(yk_checkpoint_save(a.m, a.o, path_in(dir, "o"), NULL), YK_OK);
     trainer_free(&a);
     for (long n = 1;; n++) {
         counting_alloc ca = {0};
@@ -1695,7 +1650,7 @@ Test(checkpoint, optimizer_load_allocation_failure)
         yk_optim *o = yk_optim_new(c, YK_OPTIM_ADAM, NULL);
         yk_optim_add_model(o, mm);
         ca.fail_at = ca.calls + n;
-        yk_status s = yk_checkpoint_load(mm, o, in_dir("o"), NULL, NULL);
+        yk_status s = yk_checkpoint_load(mm, o, path_in(dir, "o"), NULL, NULL);
         bool failed = ca.failed;
         yk_optim_free(o);
         if (!failed) {

@@ -400,50 +400,6 @@ static void remove_tmp_dir(void)
     rmdir(tmp_dir);
 }
 
-/* A path in the test's folder (one of four rotating buffers). */
-static const char *in_tmp(const char *name)
-{
-    static char bufs[4][256];
-    static int k;
-    char *b = bufs[k++ % 4];
-    snprintf(b, 256, "%s/%s", tmp_dir, name);
-    return b;
-}
-
-static int tmp_entries(void)
-{
-    DIR *h = opendir(tmp_dir);
-    cr_assert(h);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(h)))
-        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
-    closedir(h);
-    return n;
-}
-
-static unsigned char *slurp(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "open %s: %s", path, strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)n + 1);
-    cr_assert(b && fread(b, 1, (size_t)n, f) == (size_t)n);
-    fclose(f);
-    *size = (size_t)n;
-    return b;
-}
-
-static void spit(const char *path, const void *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    cr_assert(f, "create %s: %s", path, strerror(errno));
-    cr_assert(fwrite(data, 1, n, f) == n);
-    fclose(f);
-}
-
 static void expect_file(const char *path, const unsigned char *want,
                         size_t n, const char *what)
 {
@@ -475,19 +431,19 @@ Test(ckpt_alloc, save_with_optimizer_state_over_an_old_file)
      * temporary file, the model and optimizer untouched, and no byte
      * held; the save that succeeds must write what a save on the system
      * allocator writes. */
-    const char *path = in_tmp("ckpt.safetensors");
+    const char *path = path_in(tmp_dir, "ckpt.safetensors");
     yk_ctx *c0 = yk_ctx_new();
     ext_model old, ref;
     trained(&old, c0, 1, 1);
     trained(&ref, c0, 2, 2);
     yk_save_opts so = {.step = 2, .config = "{\"run\": \"reliability\"}"};
     cr_assert_eq(yk_checkpoint_save(old.m, old.opt, path, &so), YK_OK);
-    cr_assert_eq(yk_checkpoint_save(ref.m, ref.opt, in_tmp("ref"), &so),
+    cr_assert_eq(yk_checkpoint_save(ref.m, ref.opt, path_in(tmp_dir, "ref"), &so),
                  YK_OK);
     size_t old_n, ref_n;
     unsigned char *old_bytes = slurp(path, &old_n);
-    unsigned char *ref_bytes = slurp(in_tmp("ref"), &ref_n);
-    unlink(in_tmp("ref"));
+    unsigned char *ref_bytes = slurp(path_in(tmp_dir, "ref"), &ref_n);
+    unlink(path_in(tmp_dir, "ref"));
     long n;
     for (n = 1;; n++) {
         counting_alloc a = {0};
@@ -510,7 +466,7 @@ Test(ckpt_alloc, save_with_optimizer_state_over_an_old_file)
                          yk_last_error(c));
             expect_error(c, YK_ENOMEM, "out of memory");
             expect_file(path, old_bytes, old_n, "a failed save");
-            cr_assert_eq(tmp_entries(), 1, "allocation %ld: a temporary "
+            cr_assert_eq(entries_in(tmp_dir), 1, "allocation %ld: a temporary "
                          "file was left", n);
         } else {
             cr_assert_eq(s, YK_OK, "%s", yk_last_error(c));
@@ -542,7 +498,7 @@ Test(ckpt_alloc, load_with_optimizer_state_into_a_trained_model)
      * allocation fails: YK_ENOMEM, the parameters untouched and the file
      * too, no byte held; loading again with the allocator healed gives
      * exactly the state that was saved. */
-    const char *path = in_tmp("ckpt.safetensors");
+    const char *path = path_in(tmp_dir, "ckpt.safetensors");
     yk_ctx *c0 = yk_ctx_new();
     ext_model saved;
     trained(&saved, c0, 2, 2);
@@ -616,12 +572,12 @@ Test(ckpt_alloc, every_truncation_of_a_checkpoint_with_optimizer_state)
     ext_model saved, e;
     trained(&saved, c, 2, 2);
     trained(&e, c, 1, 1);
-    cr_assert_eq(yk_checkpoint_save(saved.m, saved.opt, in_tmp("full"),
+    cr_assert_eq(yk_checkpoint_save(saved.m, saved.opt, path_in(tmp_dir, "full"),
                                     &(yk_save_opts){.step = 2}), YK_OK);
     size_t size, before_n, after_n;
-    unsigned char *b = slurp(in_tmp("full"), &size);
+    unsigned char *b = slurp(path_in(tmp_dir, "full"), &size);
     unsigned char *before = ext_snapshot(&e, &before_n);
-    const char *cut = in_tmp("cut");
+    const char *cut = path_in(tmp_dir, "cut");
     for (size_t n = 0; n < size; n++) {
         spit(cut, b, n);
         yk_status s = yk_checkpoint_load(e.m, e.opt, cut, NULL, NULL);
@@ -634,7 +590,7 @@ Test(ckpt_alloc, every_truncation_of_a_checkpoint_with_optimizer_state)
         free(after);
     }
     note("checkpoint with optimizer state: %zu truncations", size);
-    cr_assert_eq(yk_checkpoint_load(e.m, e.opt, in_tmp("full"), NULL, NULL),
+    cr_assert_eq(yk_checkpoint_load(e.m, e.opt, path_in(tmp_dir, "full"), NULL, NULL),
                  YK_OK, "%s", yk_last_error(c));
     free(b);
     free(before);
@@ -983,7 +939,7 @@ static void sweep_setup(void)
     cr_assert(w && w32 && x && vn && ix && s0 && f64x && f32x && empty && g2x);
     o = yk_optim_new(ctx, YK_OPTIM_ADAM, NULL);
     cr_assert(o && yk_optim_add_model(o, m) == YK_OK);
-    cr_assert_eq(yk_checkpoint_save(m, o, in_tmp("ck"), NULL), YK_OK);
+    cr_assert_eq(yk_checkpoint_save(m, o, path_in(tmp_dir, "ck"), NULL), YK_OK);
     devnull = fopen("/dev/null", "w");
 }
 
@@ -1794,7 +1750,7 @@ static yk_node *build_sum_w(yk_graph *gr, void *ud)
 
 Test(sweep, io_inspection_and_gradcheck)
 {
-    const char *ck = in_tmp("ck");
+    const char *ck = path_in(tmp_dir, "ck");
     const char *const words[] = {"the", "cat"};
     const char *const null_word[] = {"the", NULL};
     const char *const twice[] = {"the", "the"};
@@ -1802,14 +1758,14 @@ Test(sweep, io_inspection_and_gradcheck)
     yk_io no_write = *yk_io_posix();
     no_write.write = NULL;
 
-    FAILS(yk_model_save(NULL, in_tmp("s"), NULL));
+    FAILS(yk_model_save(NULL, path_in(tmp_dir, "s"), NULL));
     ERR(yk_model_save(m, NULL, NULL), ST(YK_EINVAL), "yk_model_save|path");
-    ERR(yk_model_save(m, in_tmp("s"), &(yk_save_opts){.n_extra = 1}),
+    ERR(yk_model_save(m, path_in(tmp_dir, "s"), &(yk_save_opts){.n_extra = 1}),
         ST(YK_EINVAL), "yk_model_save|extra");
-    ERR(yk_model_save(m, in_tmp("s"), &(yk_save_opts){.n_extra = -1,
+    ERR(yk_model_save(m, path_in(tmp_dir, "s"), &(yk_save_opts){.n_extra = -1,
                                                       .extra = extra}),
         ST(YK_EINVAL), "yk_model_save|n_extra");
-    ERR(yk_model_save(m, in_tmp("s"), &(yk_save_opts){.io = &no_write}),
+    ERR(yk_model_save(m, path_in(tmp_dir, "s"), &(yk_save_opts){.io = &no_write}),
         ST(YK_EINVAL), "yk_model_save|io");
     ERR(yk_model_save(m, "/nonexistent-dir/x", NULL), ST(YK_EIO),
         "/nonexistent-dir/x");
@@ -1824,7 +1780,7 @@ Test(sweep, io_inspection_and_gradcheck)
         "/nonexistent");
     ERR(yk_model_load(m, "/tmp", NULL, NULL), ST(YK_EIO), "/tmp");
     SAFE(yk_load_info_clear(NULL));
-    FAILS(yk_checkpoint_save(NULL, o, in_tmp("s"), NULL));
+    FAILS(yk_checkpoint_save(NULL, o, path_in(tmp_dir, "s"), NULL));
     ERR(yk_checkpoint_save(m, o, NULL, NULL), ST(YK_EINVAL),
         "yk_checkpoint_save|path");
     FAILS(yk_checkpoint_load(NULL, o, ck, NULL, NULL));
