@@ -980,11 +980,14 @@ static void prefetch_update_row(const yk_optim *o, const entry *e, int64_t r,
         }
 }
 
-/* Row-sparse gradient: its rows only (lazy), or every row with zeros
- * between the gradient's rows (exact). Rows are sorted and unique. */
-static void walk_rows(const yk_optim *o, const entry *e, const hyper *h,
-                      bool exact)
+/* The plan's rows e->rows (sorted, unique): a row-sparse gradient's rows
+ * only (lazy), or every row with zeros between them (exact), or the rows
+ * a dense gradient was written at. The gradient of the k-th row is row k
+ * of the row-sparse values, or row r of the dense gradient. */
+static void walk_rows(const yk_optim *o, const entry *e, const hyper *h)
 {
+    bool exact = e->mode == PLAN_ROWS_EXACT;
+    bool dense = e->mode == PLAN_DENSE_ROWS;
     size_t rb = (size_t)yk__rowlen(&e->p->value) *
                 yk_dtype_size(e->p->value.dtype);
     const char *vals = e->values;
@@ -997,27 +1000,11 @@ static void walk_rows(const yk_optim *o, const entry *e, const hyper *h,
             prefetch_update_row(o, e, e->rows[k + ahead], rb);
         if (exact)
             update_rows(o, e, h, next, r, NULL);
-        update_rows(o, e, h, r, r + 1, vals + (size_t)k * rb);
+        update_rows(o, e, h, r, r + 1, vals + (size_t)(dense ? r : k) * rb);
         next = r + 1;
     }
     if (exact)
         update_rows(o, e, h, next, param_rows(e->p), NULL);
-}
-
-/* Dense gradient written at e->rows only (sorted, unique): those rows. */
-static void walk_dense_rows(const yk_optim *o, const entry *e, const hyper *h)
-{
-    size_t rb = (size_t)yk__rowlen(&e->p->value) *
-                yk_dtype_size(e->p->value.dtype);
-    const char *grad = e->values;
-    int64_t ahead = rb ? (int64_t)(ROW_PREFETCH_BYTES / rb) : 0;
-    ahead = ahead < 4 ? 4 : ahead > 16 ? 16 : ahead;
-    for (int64_t k = 0; k < e->nrows; k++) {
-        int64_t r = e->rows[k];
-        if (k + ahead < e->nrows)
-            prefetch_update_row(o, e, e->rows[k + ahead], rb);
-        update_rows(o, e, h, r, r + 1, grad + (size_t)r * rb);
-    }
 }
 
 /* ============================================================== steps */
@@ -1113,10 +1100,8 @@ static void apply(yk_optim *o, entry *e)
     hyper h = hyper_for(o, e->step);
     if (e->mode == PLAN_DENSE)
         update_rows(o, e, &h, 0, param_rows(e->p), e->p->grad->data);
-    else if (e->mode == PLAN_DENSE_ROWS)
-        walk_dense_rows(o, e, &h);
     else
-        walk_rows(o, e, &h, e->mode == PLAN_ROWS_EXACT);
+        walk_rows(o, e, &h);
 }
 
 yk_status yk_optim_step(yk_optim *o)
