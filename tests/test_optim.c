@@ -64,10 +64,10 @@ static void give_dense(yk_param *p, const double *g)
     yk_tensor_free(seed);
 }
 
-/* Adds a row-sparse gradient: rows idx[0..n) (may repeat; n may be 0) of
- * the 2-D parameter p get seed rows (n x cols), through a sparse lookup. */
-static void give_rows(yk_param *p, int64_t n, const int64_t *idx,
-                      const double *seed)
+/* Adds the gradient of a lookup: rows idx[0..n) (may repeat; n may be 0)
+ * of the 2-D parameter p get seed rows (n x cols), row-sparse or dense. */
+static void give_lookup(yk_param *p, int64_t n, const int64_t *idx,
+                        const double *seed, bool sparse)
 {
     yk_tensor *v = yk_param_value(p);
     int64_t cols = yk_tensor_dim(v, 1);
@@ -76,15 +76,22 @@ static void give_rows(yk_param *p, int64_t n, const int64_t *idx,
                                 seed);
     yk_graph *gr = yk_graph_begin(ctx);
     yk_node *e = yk_embedding(gr, yk_const(gr, it), yk_param_node(gr, p),
-                              YK_NO_PADDING, false, true);
+                              YK_NO_PADDING, false, sparse);
     cr_assert(e, "%s", yk_last_error(ctx));
     const yk_tensor *sp = st;
     cr_assert_eq(yk_backward_seeded(gr, 1, &e, &sp), YK_OK, "%s",
                  yk_last_error(ctx));
-    cr_assert_eq(yk_param_grad_kind(p), YK_GRAD_ROWS);
+    cr_assert_eq(yk_param_grad_kind(p), sparse ? YK_GRAD_ROWS : YK_GRAD_DENSE);
     yk_graph_end(gr);
     yk_tensor_free(it);
     yk_tensor_free(st);
+}
+
+/* Adds a row-sparse gradient (see give_lookup). */
+static void give_rows(yk_param *p, int64_t n, const int64_t *idx,
+                      const double *seed)
+{
+    give_lookup(p, n, idx, seed, true);
 }
 
 static void expect_near(const char *what, int step, const yk_tensor *t,
@@ -552,23 +559,6 @@ Test(optim, row_sparse_gives_the_dense_numbers)
  * its node (every row written), so A's step takes the short path and B's
  * the full one; both must end with the same bits. Rows repeat within a
  * step, and one row is frozen. */
-static void give_lookup_dense(yk_param *p, int64_t n, const int64_t *idx,
-                              const double *seed)
-{
-    yk_tensor *it = yk_tensor_from(ctx, YK_I64, 1, &n, idx);
-    yk_tensor *st = tensor_like(YK_F64, 2, (int64_t[]){n, 3}, seed);
-    yk_graph *gr = yk_graph_begin(ctx);
-    yk_node *e = yk_embedding(gr, yk_const(gr, it), yk_param_node(gr, p),
-                              YK_NO_PADDING, false, false);
-    const yk_tensor *sp = st;
-    cr_assert_eq(yk_backward_seeded(gr, 1, &e, &sp), YK_OK, "%s",
-                 yk_last_error(ctx));
-    cr_assert_eq(yk_param_grad_kind(p), YK_GRAD_DENSE);
-    yk_graph_end(gr);
-    yk_tensor_free(it);
-    yk_tensor_free(st);
-}
-
 Test(optim, dense_lookup_gradient_visits_only_its_rows)
 {
     const char *kinds[] = {"sgd", "adagrad", "rowwise_adagrad"};
@@ -601,7 +591,7 @@ Test(optim, dense_lookup_gradient_visits_only_its_rows)
                     seed[i * 3 + c] = cos(step * 12 + i * 3 + c);
                     dense[idx[step][i] * 3 + c] += seed[i * 3 + c];
                 }
-            give_lookup_dense(A, 4, idx[step], seed);
+            give_lookup(A, 4, idx[step], seed, false);
             give_dense(B, dense);
             cr_assert_eq(yk_optim_step(opt), YK_OK, "%s", yk_last_error(ctx));
             const double *a = yk_tensor_data(yk_param_value(A));
