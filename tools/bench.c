@@ -87,7 +87,8 @@ typedef enum bench_kind {
     K_SEED,     /* the seed's small bag, forward + backward          */
     K_TRAIN,    /* bag -> linear -> relu -> linear -> CE, optimizers */
     K_MATMUL,   /* yk_matmul forward                                 */
-    K_GATHER    /* the plain C gather loop                           */
+    K_GATHER,   /* the plain C gather loop                           */
+    K_OPTIM     /* one optimizer step over a fixed row-sparse grad   */
 } bench_kind;
 
 enum { EXT_CAT, EXT_SPLIT };          /* natural cat / two bags, cat after */
@@ -102,9 +103,9 @@ typedef struct bench_def {
     const char *name;
     bench_kind kind;
     yk_bag_mode mode;
-    int64_t L;      /* bag length (bag, ext, gather)              */
+    int64_t L;      /* bag length (bag, ext, gather); optim: log10 V */
     bool sparse;    /* row-sparse gradient                        */
-    int variant;    /* EXT_*, TRAIN_*, MM_*, GATHER_*             */
+    int variant;    /* EXT_*, TRAIN_*, MM_*, GATHER_*, optim kind */
 } bench_def;
 
 #define SUM YK_BAG_SUM
@@ -149,6 +150,21 @@ static const bench_def benches[] = {
     {"gather.prefetch.L100", K_GATHER, SUM, 100, false, GATHER_PREFETCH},
     {"gather.thp.L20", K_GATHER, SUM, 20, false, GATHER_THP},
     {"gather.thp.L100", K_GATHER, SUM, 100, false, GATHER_THP},
+    /* A lazy step costs the rows in the gradient, not V: the same
+     * gradient (the embedding benchmark's lookups) at V = 10^4 and 10^6.
+     * adam is the exact (every row) path, for contrast. yoke only. */
+    {"optim.sgd.V1e4", K_OPTIM, MEAN, 4, true, YK_OPTIM_SGD},
+    {"optim.sgd.V1e6", K_OPTIM, MEAN, 6, true, YK_OPTIM_SGD},
+    {"optim.adagrad.V1e4", K_OPTIM, MEAN, 4, true, YK_OPTIM_ADAGRAD},
+    {"optim.adagrad.V1e6", K_OPTIM, MEAN, 6, true, YK_OPTIM_ADAGRAD},
+    {"optim.sparse_adam.V1e4", K_OPTIM, MEAN, 4, true, YK_OPTIM_SPARSE_ADAM},
+    {"optim.sparse_adam.V1e6", K_OPTIM, MEAN, 6, true, YK_OPTIM_SPARSE_ADAM},
+    {"optim.rowwise_adagrad.V1e4", K_OPTIM, MEAN, 4, true,
+     YK_OPTIM_ROWWISE_ADAGRAD},
+    {"optim.rowwise_adagrad.V1e6", K_OPTIM, MEAN, 6, true,
+     YK_OPTIM_ROWWISE_ADAGRAD},
+    {"optim.adam.V1e4", K_OPTIM, MEAN, 4, true, YK_OPTIM_ADAM},
+    {"optim.adam.V1e6", K_OPTIM, MEAN, 6, true, YK_OPTIM_ADAM},
 };
 
 #define N_BENCHES ((int)(sizeof benches / sizeof benches[0]))
@@ -283,6 +299,42 @@ static yk_status setup_emb(bench_state *s, const bench_def *d,
     return st;
 }
 
+/* The table size of an optim benchmark: 10^L, at most the sizes' V. */
+static int64_t optim_V(const bench_def *d, const sizes *z)
+{
+    int64_t V = 1;
+    for (int64_t i = 0; i < d->L; i++)
+        V *= 10;
+    return V < z->V ? V : z->V;
+}
+
+/* The table, its optimizer, and one row-sparse gradient (the embedding
+ * benchmark's lookups) that every step reuses: a step does not clear it. */
+static yk_status setup_optim(bench_state *s, const bench_def *d,
+                             const sizes *z)
+{
+    int64_t V = optim_V(d, z);
+    yk_status st = setup_table(s, V, z->D);
+    if (!st)
+        st = index_sets(s, s->idx, 2, (int64_t[]){z->emb_rows, z->emb_cols},
+                        V, 100);
+    if (!st) {
+        s->opt = make_optim(s, (yk_optim_kind)d->variant, 0.01, 1, &s->w);
+        st = made(s, s->opt);
+    }
+    yk_graph *g = st ? NULL : yk_graph_begin(s->ctx);
+    if (!st && !g)
+        st = YK_ENOMEM;
+    if (!st) {
+        yk_node *y = yk_embedding(g, yk_const(g, s->idx[0]),
+                                  yk_param_node(g, s->w), YK_NO_PADDING,
+                                  false, true);
+        st = yk_backward(g, yk_sum(g, y, 0, NULL, false));
+        yk_graph_end(g);
+    }
+    return st;
+}
+
 static yk_status setup_chain(bench_state *s, const sizes *z)
 {
     s->w = param_uniform(s, "x", 1, &z->chain_n, 1, 1.0);
@@ -401,6 +453,8 @@ static yk_status setup(bench_state *s, const bench_def *d, const sizes *z)
         return setup_matmul(s, d, z);
     case K_GATHER:
         return setup_gather(s, d, z);
+    case K_OPTIM:
+        return setup_optim(s, d, z);
     }
     return YK_EINVAL;
 }
@@ -615,6 +669,8 @@ static yk_status step(bench_state *s, const bench_def *d, const sizes *z)
         return step_matmul(s);
     case K_GATHER:
         return step_gather(s, d);
+    case K_OPTIM:
+        return yk_optim_step(s->opt);
     }
     return YK_EINVAL;
 }
@@ -799,6 +855,14 @@ static void add_shape(cJSON *o, const bench_def *d, const sizes *z)
         add_int(o, "M", mkn[0]);
         add_int(o, "K", mkn[1]);
         add_int(o, "N", mkn[2]);
+        break;
+    case K_OPTIM:
+        add_int(o, "V", optim_V(d, z));
+        add_int(o, "D", z->D);
+        add_int(o, "rows", z->emb_rows);
+        add_int(o, "cols", z->emb_cols);
+        cJSON_AddStringToObject(o, "optimizer",
+                                yk_optim_kind_name((yk_optim_kind)d->variant));
         break;
     }
     if (d->kind == K_BAG_SGD || d->kind == K_EXT_SGD || d->kind == K_EMB_SGD)

@@ -56,7 +56,8 @@ def quick_sizes():
 # ---------------------------------------------------------- benchmarks
 #
 # (name, kind, mode, L, sparse, variant): the list of tools/bench.c, in the
-# same order. gather.* are plain C loops with no PyTorch counterpart.
+# same order. gather.* are plain C loops and optim.* time yoke's optimizer
+# step alone: neither has a PyTorch counterpart here.
 
 BENCHES = [
     ("bag.fwd.sum.L20", "bag_fwd", "sum", 20, False, None),
@@ -94,6 +95,18 @@ BENCHES = [
     ("gather.prefetch.L100", "gather", "sum", 100, False, "prefetch"),
     ("gather.thp.L20", "gather", "sum", 20, False, "thp"),
     ("gather.thp.L100", "gather", "sum", 100, False, "thp"),
+    ("optim.sgd.V1e4", "optim", "mean", 4, True, "sgd"),
+    ("optim.sgd.V1e6", "optim", "mean", 6, True, "sgd"),
+    ("optim.adagrad.V1e4", "optim", "mean", 4, True, "adagrad"),
+    ("optim.adagrad.V1e6", "optim", "mean", 6, True, "adagrad"),
+    ("optim.sparse_adam.V1e4", "optim", "mean", 4, True, "sparse_adam"),
+    ("optim.sparse_adam.V1e6", "optim", "mean", 6, True, "sparse_adam"),
+    ("optim.rowwise_adagrad.V1e4", "optim", "mean", 4, True,
+     "rowwise_adagrad"),
+    ("optim.rowwise_adagrad.V1e6", "optim", "mean", 6, True,
+     "rowwise_adagrad"),
+    ("optim.adam.V1e4", "optim", "mean", 4, True, "adam"),
+    ("optim.adam.V1e6", "optim", "mean", 6, True, "adam"),
 ]
 
 
@@ -131,6 +144,9 @@ def shape_fields(b, z):
     elif b.kind == "matmul":
         m, k, n = matmul_shape(b, z)
         f.update(M=m, K=k, N=n)
+    elif b.kind == "optim":
+        f.update(V=min(10 ** b.L, z["V"]), D=z["D"], rows=z["emb_rows"],
+                 cols=z["emb_cols"], optimizer=b.variant)
     if b.kind in ("bag_sgd", "ext_sgd", "emb_sgd"):
         f["sparse"] = b.sparse
     return f
@@ -361,8 +377,8 @@ def run_bench(b, z, threads):
     line["threads"] = threads
     ok = False
     try:
-        if b.kind == "gather":
-            raise NotImplementedError("a plain C loop, no PyTorch counterpart")
+        if b.kind in ("gather", "optim"):
+            raise NotImplementedError("yoke only, no PyTorch counterpart")
         step = SETUP[b.kind](b, z)
         inner, med, lo, hi, cpu = measure(step, z)
         per = z["chain_ops"] if b.kind == "chain" else 1
