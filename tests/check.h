@@ -102,6 +102,17 @@ static inline void expect_close(const yk_tensor *t, const double *want,
         expect_close((t), w_, yk_tensor_numel(t), (tol), (tol));             \
     } while (0)
 
+/* The parameter's gradient, whatever its kind, as a dense tensor (the
+ * caller frees it). */
+static inline yk_tensor *dense_grad(yk_ctx *ctx, yk_param *p)
+{
+    const yk_tensor *v = yk_param_value(p);
+    yk_tensor *t = yk_tensor_zeros(ctx, yk_tensor_dtype(v), yk_tensor_ndim(v),
+                                   yk_tensor_shape(v));
+    cr_assert_eq(yk_param_grad_to_dense(p, t), YK_OK);
+    return t;
+}
+
 /* Asserts the context's last error: status and a substring of the message
  * (which must name the culprit). */
 static inline void expect_error(yk_ctx *ctx, yk_status want, const char *part)

@@ -42,17 +42,6 @@ static void backward_with(yk_graph *g, yk_node *y, const yk_tensor *seed)
                  yk_last_error(ctx));
 }
 
-/* The parameter's gradient, whatever its kind, as a dense tensor (the
- * caller frees it). */
-static yk_tensor *dense_grad(yk_param *p)
-{
-    const yk_tensor *v = yk_param_value(p);
-    yk_tensor *t = yk_tensor_zeros(ctx, yk_tensor_dtype(v), yk_tensor_ndim(v),
-                                   yk_tensor_shape(v));
-    cr_assert_eq(yk_param_grad_to_dense(p, t), YK_OK);
-    return t;
-}
-
 /* ------------------------------------------------------------ forward */
 
 Test(embedding, forward_1d_f64_and_f32)
@@ -213,7 +202,7 @@ Test(embedding, sparse_gives_coalesced_rows_with_dense_numbers)
         yk_graph_end(g);
         cr_assert_eq(yk_param_grad_kind(W),
                      sparse ? YK_GRAD_ROWS : YK_GRAD_DENSE);
-        yk_tensor *d = dense_grad(W);
+        yk_tensor *d = dense_grad(ctx, W);
         if (!sparse) {
             dense = d;
             continue;
@@ -297,7 +286,7 @@ static void step_rows(yk_param *W, int n, const int64_t *rows, bool sparse,
     backward_with(g, yk_embedding(g, yk_const(g, idx), yk_param_node(g, W),
                                   YK_NO_PADDING, false, sparse), seed);
     yk_graph_end(g);
-    yk_tensor *d = dense_grad(W);
+    yk_tensor *d = dense_grad(ctx, W);
     for (int r = 0; r < 64; r++)
         out[r] = yk_tensor_get(d, r);
     yk_tensor_free(d);
@@ -449,7 +438,7 @@ Test(embedding, padding_gradient_is_plain_gradient_without_that_row)
             yk_graph *g = yk_graph_begin(ctx);
             backward_with(g, build_emb(g, &c), seed);
             yk_graph_end(g);
-            yk_tensor *d = dense_grad(W);
+            yk_tensor *d = dense_grad(ctx, W);
             if (!plain) {
                 plain = d;
                 continue;
@@ -501,7 +490,7 @@ Test(embedding, scale_grad_by_freq_is_unscaled_gradient_over_count)
                                       scale, sparse);
             backward_with(g, y, seed);
             yk_graph_end(g);
-            yk_tensor *d = dense_grad(W);
+            yk_tensor *d = dense_grad(ctx, W);
             if (!plain) {
                 plain = d;
                 continue;
@@ -622,7 +611,7 @@ Test(embedding, registry_entry_matches_the_case_format)
     backward_with(g, y, seed);
     yk_graph_end(g);
     cr_assert_eq(yk_param_grad_kind(W), YK_GRAD_ROWS);
-    yk_tensor *dg = dense_grad(W);
+    yk_tensor *dg = dense_grad(ctx, W);
     expect_close(dg, VALS(0, 0, 3, 4, 0, 0), 6, 0, 0);
     yk_tensor_free(dg);
     yk_tensor_free(seed);
