@@ -54,6 +54,36 @@ void *yk__alloc_aligned(yk_ctx *ctx, size_t size);
 void yk__free_aligned(yk_ctx *ctx, void *p, size_t size);
 char *yk__strdup(yk_ctx *ctx, const char *s);
 
+/*
+ * Rows looked up in a big table are random: each costs a memory (and often
+ * a TLB) miss of several hundred ns, which one row's few operations cannot
+ * hide. Loops over such rows prefetch every cache line of the row
+ * yk__prefetch_distance(row bytes) rows ahead (about 4 KiB, 8 to 16 rows),
+ * so that many misses are in flight at once.
+ */
+static inline int64_t yk__prefetch_distance(size_t row_bytes)
+{
+    int64_t d = (int64_t)(4096 / (row_bytes ? row_bytes : 1));
+    return d < 8 ? 8 : d > 16 ? 16 : d;
+}
+
+/* Prefetches every cache line of the bytes at p, to read or to write. */
+static inline void yk__prefetch_read(const void *p, size_t bytes)
+{
+    const char *c = p;
+    for (const char *l = (const char *)((uintptr_t)c & ~(uintptr_t)63);
+         l < c + bytes; l += 64)
+        __builtin_prefetch(l, 0);
+}
+
+static inline void yk__prefetch_write(const void *p, size_t bytes)
+{
+    const char *c = p;
+    for (const char *l = (const char *)((uintptr_t)c & ~(uintptr_t)63);
+         l < c + bytes; l += 64)
+        __builtin_prefetch(l, 1);
+}
+
 /* Records an error on ctx and returns code. printf-style message. */
 yk_status yk__error(yk_ctx *ctx, yk_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -549,10 +549,15 @@ void yk__scatter_rows(yk_dtype dt, void *dense, int64_t rowlen,
                       const yk__rowchunk *chunks)
 {
     size_t rb = (size_t)rowlen * yk_dtype_size(dt);
+    int64_t ahead = yk__prefetch_distance(rb);
     for (const yk__rowchunk *c = chunks; c; c = c->next)
-        for (int64_t k = 0; k < c->n; k++)
+        for (int64_t k = 0; k < c->n; k++) {
+            if (k + ahead < c->n)
+                yk__prefetch_write((char *)dense + (size_t)c->rows[k + ahead] *
+                                   rb, rb);
             yk__add_into(dt, (char *)dense + (size_t)c->rows[k] * rb,
                          (const char *)c->values + (size_t)k * rb, rowlen);
+        }
 }
 
 /* Merges a node's row chunks into its dense gradient (made if needed). */

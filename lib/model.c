@@ -200,8 +200,13 @@ static void clear_dense(yk_param *p)
         memset(p->grad->data, 0, yk_tensor_nbytes(p->grad));
     } else {
         size_t rb = (size_t)yk__rowlen(&p->value) * yk_dtype_size(p->value.dtype);
-        for (int64_t k = 0; k < p->dirty_n; k++)
-            memset((char *)p->grad->data + (size_t)p->dirty_rows[k] * rb, 0, rb);
+        char *g = p->grad->data;
+        int64_t ahead = yk__prefetch_distance(rb);
+        for (int64_t k = 0; k < p->dirty_n; k++) {
+            if (k + ahead < p->dirty_n)
+                yk__prefetch_write(g + (size_t)p->dirty_rows[k + ahead] * rb, rb);
+            memset(g + (size_t)p->dirty_rows[k] * rb, 0, rb);
+        }
     }
     p->dirty_all = false;
     p->dirty_n = 0;

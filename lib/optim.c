@@ -949,35 +949,22 @@ static void update_rows(const yk_optim *o, const entry *e, const hyper *h,
     }
 }
 
-/*
- * The rows of a sparse gradient are scattered over a big table: each row
- * of the parameter and of every state tensor is a cache (and TLB) miss of
- * several hundred ns, which one row's few operations cannot hide. The lazy
- * walk prefetches (for writing) every line of the rows ROW_PREFETCH_BYTES
- * ahead, so several misses are in flight at once.
- */
-#define ROW_PREFETCH_BYTES 4096
-
-static void prefetch_lines_w(const char *p, size_t bytes)
-{
-    const char *line = (const char *)((uintptr_t)p & ~(uintptr_t)63);
-    for (; line < p + bytes; line += 64)
-        __builtin_prefetch(line, 1);
-}
-
 /* Prefetches row r of e's parameter and state tensors (rb bytes a row; a
- * per-row state holds one element a row). */
+ * per-row state holds one element a row), and row r of a dense gradient:
+ * the rows of a big table are random misses (see yk__prefetch_distance). */
 static void prefetch_update_row(const yk_optim *o, const entry *e, int64_t r,
                                 size_t rb)
 {
     size_t es = yk_dtype_size(e->p->value.dtype);
-    prefetch_lines_w((const char *)e->p->value.data + (size_t)r * rb, rb);
+    yk__prefetch_write((const char *)e->p->value.data + (size_t)r * rb, rb);
     for (int i = 0; i < o->n_states; i++)
         if (e->state[i]) {
             size_t srb = state_per_row(o) ? es : rb;
-            prefetch_lines_w((const char *)e->state[i]->data + (size_t)r * srb,
-                             srb);
+            yk__prefetch_write((const char *)e->state[i]->data +
+                                   (size_t)r * srb, srb);
         }
+    if (e->mode == PLAN_DENSE_ROWS)
+        yk__prefetch_read((const char *)e->values + (size_t)r * rb, rb);
 }
 
 /* The plan's rows e->rows (sorted, unique): a row-sparse gradient's rows
@@ -992,8 +979,7 @@ static void walk_rows(const yk_optim *o, const entry *e, const hyper *h)
                 yk_dtype_size(e->p->value.dtype);
     const char *vals = e->values;
     int64_t next = 0; /* first row not yet walked */
-    int64_t ahead = rb ? (int64_t)(ROW_PREFETCH_BYTES / rb) : 0;
-    ahead = ahead < 4 ? 4 : ahead > 16 ? 16 : ahead;
+    int64_t ahead = yk__prefetch_distance(rb);
     for (int64_t k = 0; k < e->nrows; k++) {
         int64_t r = e->rows[k];
         if (!exact && k + ahead < e->nrows)

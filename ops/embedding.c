@@ -44,33 +44,6 @@
 #endif
 
 /*
- * Lookups hit random rows of a large table: a row costs a memory (and
- * often a TLB) miss of several hundred ns, which its few loads cannot
- * hide, so the kernels keep about 16 rows in flight with software
- * prefetches of every cache line of the row PREFETCH_BYTES ahead.
- */
-#define PREFETCH_BYTES 4096
-#define PREFETCH_MIN 8
-#define PREFETCH_MAX 16
-
-/* How many lookups ahead to prefetch rows of rb bytes. */
-static inline int64_t prefetch_distance(size_t rb)
-{
-    int64_t d = (int64_t)(PREFETCH_BYTES / (rb ? rb : 1));
-    return d < PREFETCH_MIN ? PREFETCH_MIN : d > PREFETCH_MAX ? PREFETCH_MAX
-                                                              : d;
-}
-
-/* Prefetches every cache line of the rb bytes at p (a row need not start
- * on a line). */
-static inline void prefetch_lines(const char *p, size_t rb)
-{
-    const char *line = (const char *)((uintptr_t)p & ~(uintptr_t)63);
-    for (; line < p + rb; line += 64)
-        __builtin_prefetch(line);
-}
-
-/*
  * A weight is read as column blocks: an ordinary weight is one block; a
  * lazy column concatenation (yk__row's "lazy cat": a row is its parts'
  * rows side by side) is one block per part that holds data, so a bag over
@@ -363,11 +336,11 @@ static void gather_rows(const void *job, int64_t lo, int64_t hi)
 {
     const emb_job *j = job;
     size_t rb = (size_t)j->blk.cols * j->es;
-    int64_t ahead = prefetch_distance(rb);
+    int64_t ahead = yk__prefetch_distance(rb);
     char *out = j->out + (size_t)j->blk.col * j->es;
     for (int64_t i = lo; i < hi; i++) {
         if (i + ahead < j->n)
-            prefetch_lines(j->blk.base + (size_t)j->idx[i + ahead] * rb, rb);
+            yk__prefetch_read(j->blk.base + (size_t)j->idx[i + ahead] * rb, rb);
         memcpy(out + (size_t)i * j->out_rb,
                j->blk.base + (size_t)j->idx[i] * rb, rb);
     }
@@ -743,7 +716,7 @@ sum_bags_f32(const bag_job *j, int64_t b0, int64_t b1, int64_t cols)
     const float *w = (const float *)j->blk.base, *psw = j->psw;
     const int64_t *idx = j->idx;
     size_t rb = (size_t)cols * sizeof(float);
-    int64_t ahead = prefetch_distance(rb), n = j->l->n;
+    int64_t ahead = yk__prefetch_distance(rb), n = j->l->n;
     float local[LOCAL_COLS];
     for (int64_t b = b0; b < b1; b++) {
         float *o = (float *)j->out + b * j->D + j->blk.col;
@@ -754,7 +727,7 @@ sum_bags_f32(const bag_job *j, int64_t b0, int64_t b1, int64_t cols)
             acc[d] = 0;
         for (int64_t i = lo; i < hi; i++) {
             if (i + ahead < n)
-                prefetch_lines((const char *)(w + idx[i + ahead] * cols), rb);
+                yk__prefetch_read(w + idx[i + ahead] * cols, rb);
             if (idx[i] == j->pad)
                 continue;
             const float *r = w + idx[i] * cols;
@@ -777,7 +750,7 @@ sum_bags_f64(const bag_job *j, int64_t b0, int64_t b1, int64_t cols)
     const double *w = (const double *)j->blk.base, *psw = j->psw;
     const int64_t *idx = j->idx;
     size_t rb = (size_t)cols * sizeof(double);
-    int64_t ahead = prefetch_distance(rb), n = j->l->n;
+    int64_t ahead = yk__prefetch_distance(rb), n = j->l->n;
     double local[LOCAL_COLS];
     for (int64_t b = b0; b < b1; b++) {
         double *o = (double *)j->out + b * j->D + j->blk.col;
@@ -788,7 +761,7 @@ sum_bags_f64(const bag_job *j, int64_t b0, int64_t b1, int64_t cols)
             acc[d] = 0;
         for (int64_t i = lo; i < hi; i++) {
             if (i + ahead < n)
-                prefetch_lines((const char *)(w + idx[i + ahead] * cols), rb);
+                yk__prefetch_read(w + idx[i + ahead] * cols, rb);
             if (idx[i] == j->pad)
                 continue;
             const double *r = w + idx[i] * cols;
@@ -835,9 +808,10 @@ static inline void max_arg_f32(int64_t n, const float *restrict r,
 {
     SIMD
     for (int64_t k = 0; k < n; k++) {
-        bool gt = r[k] > o[k];
-        o[k] = gt ? r[k] : o[k];
-        a[k] = gt ? i : a[k];
+        /* a mask, not a branch, so that the loop vectorizes */
+        int64_t gt = -(int64_t)(r[k] > o[k]);
+        o[k] = r[k] > o[k] ? r[k] : o[k];
+        a[k] = (i & gt) | (a[k] & ~gt);
     }
 }
 
@@ -847,9 +821,10 @@ static inline void max_arg_f64(int64_t n, const double *restrict r,
 {
     SIMD
     for (int64_t k = 0; k < n; k++) {
-        bool gt = r[k] > o[k];
-        o[k] = gt ? r[k] : o[k];
-        a[k] = gt ? i : a[k];
+        /* a mask, not a branch, so that the loop vectorizes */
+        int64_t gt = -(int64_t)(r[k] > o[k]);
+        o[k] = r[k] > o[k] ? r[k] : o[k];
+        a[k] = (i & gt) | (a[k] & ~gt);
     }
 }
 
@@ -862,7 +837,7 @@ max_bags_f32(const bag_job *j, int64_t b0, int64_t b1, int64_t cols)
     const float *w = (const float *)j->blk.base;
     const int64_t *idx = j->idx;
     size_t rb = (size_t)cols * sizeof(float);
-    int64_t ahead = prefetch_distance(rb), n = j->l->n;
+    int64_t ahead = yk__prefetch_distance(rb), n = j->l->n;
     float local[LOCAL_COLS];
     for (int64_t b = b0; b < b1; b++) {
         float *o = (float *)j->out + b * j->D + j->blk.col;
@@ -877,7 +852,7 @@ max_bags_f32(const bag_job *j, int64_t b0, int64_t b1, int64_t cols)
             fill_i64(a, cols, -1);
         for (int64_t i = lo; i < hi; i++) {
             if (i + ahead < n)
-                prefetch_lines((const char *)(w + idx[i + ahead] * cols), rb);
+                yk__prefetch_read(w + idx[i + ahead] * cols, rb);
             if (idx[i] == j->pad)
                 continue;
             const float *r = w + idx[i] * cols;
@@ -904,7 +879,7 @@ max_bags_f64(const bag_job *j, int64_t b0, int64_t b1, int64_t cols)
     const double *w = (const double *)j->blk.base;
     const int64_t *idx = j->idx;
     size_t rb = (size_t)cols * sizeof(double);
-    int64_t ahead = prefetch_distance(rb), n = j->l->n;
+    int64_t ahead = yk__prefetch_distance(rb), n = j->l->n;
     double local[LOCAL_COLS];
     for (int64_t b = b0; b < b1; b++) {
         double *o = (double *)j->out + b * j->D + j->blk.col;
@@ -919,7 +894,7 @@ max_bags_f64(const bag_job *j, int64_t b0, int64_t b1, int64_t cols)
             fill_i64(a, cols, -1);
         for (int64_t i = lo; i < hi; i++) {
             if (i + ahead < n)
-                prefetch_lines((const char *)(w + idx[i + ahead] * cols), rb);
+                yk__prefetch_read(w + idx[i + ahead] * cols, rb);
             if (idx[i] == j->pad)
                 continue;
             const double *r = w + idx[i] * cols;
