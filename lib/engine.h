@@ -11,9 +11,10 @@
  *
  *   backward (yk_op_foo.backward): grad_out is the dense gradient of the
  *   output. For each input i with yk__needs_grad(node, i), ask the engine for
- *   the buffer to ADD into: yk__grad_dense (zeroed on first use) or
- *   yk__grad_rows (row-sparse). A backward never stores gradients itself:
- *   accumulation and merging live in engine.c.
+ *   a buffer: yk__grad_dense (zeroed on first use: ADD into it) or
+ *   yk__grad_rows (row-sparse: this use's rows only, to WRITE in full).
+ *   A backward never stores gradients itself: accumulation and merging
+ *   live in graph.c.
  */
 #ifndef YOKE_ENGINE_H
 #define YOKE_ENGINE_H
@@ -265,10 +266,13 @@ bool yk__needs_grad(const yk_node *n, int i);
 /* The dense gradient buffer of input i to add into (zeroed on first use),
  * or NULL when it needs none or memory ran out (check g->status). */
 void *yk__grad_dense(yk_graph *g, yk_node *n, int i);
-/* A buffer of count x rowlen values to add the gradient of rows[0..count)
- * of input i into (rows copied, may repeat; count may be 0: "looked up but
- * no row"). sparse says whether the use asked for a row-sparse gradient: a
- * parameter's gradient is row-sparse only if every use did. */
+/* A buffer of count x rowlen values for this use's gradient of
+ * rows[0..count) of input i (rows copied, may repeat; count may be 0:
+ * "looked up but no row"). It is NOT zeroed: the backward writes every
+ * element (a big table's gradient rows are megabytes a step, and zeroing
+ * them first was a pass over memory of its own). sparse says whether the
+ * use asked for a row-sparse gradient: a parameter's gradient is
+ * row-sparse only if every use did. */
 void *yk__grad_rows(yk_graph *g, yk_node *n, int i, int64_t count,
                     const int64_t *rows, bool sparse);
 /* Same, for a node directly (used by cat's row backward). */

@@ -524,8 +524,8 @@ void *yk__grad_rows_node(yk_graph *g, yk_node *t, int64_t count,
     int64_t rowlen = yk__rowlen(&t->value);
     c->n = count;
     c->rows = yk__arena_alloc(g, (size_t)count * sizeof *c->rows);
-    c->values = yk__arena_alloc(g, (size_t)(count * rowlen) *
-                                       yk_dtype_size(t->value.dtype));
+    c->values = yk__arena_alloc_raw(g, (size_t)(count * rowlen) *
+                                           yk_dtype_size(t->value.dtype));
     if (!c->rows || !c->values)
         return NULL;
     if (count)

@@ -234,7 +234,12 @@ static bool range_ok(yk_graph *g, const char *op, const yk_tensor *input,
                      int64_t V)
 {
     const int64_t *idx = input->data;
-    for (int64_t i = 0; i < input->numel; i++) {
+    /* One unsigned compare catches both sides; without an early exit the
+     * common all-good pass vectorizes. The culprit is looked for after. */
+    bool bad = false;
+    for (int64_t i = 0; i < input->numel; i++)
+        bad |= (uint64_t)idx[i] >= (uint64_t)V;
+    for (int64_t i = 0; bad && i < input->numel; i++) {
         if (idx[i] < 0 || idx[i] >= V) {
             char pos[160];
             format_position(input, i, pos, sizeof pos);
@@ -410,7 +415,7 @@ typedef struct grad_job {
     const void *psw;    /* per_sample_weights, or NULL      */
     const void *gy;
     int64_t D;
-    void *dw;           /* [n_rows, D], zeros               */
+    void *dw;           /* [n_rows, D], to write in full    */
 } grad_job;
 
 /* dW[row] = sum of gy over the row's positions (divided by their count with
@@ -424,6 +429,7 @@ static void embedding_backward_f32(const void *job, int64_t k0, int64_t k1)
     int64_t D = jb->D;
     for (int64_t k = k0; k < k1; k++) {
         float *d = (float *)jb->dw + k * D;
+        memset(d, 0, (size_t)D * sizeof *d);
         for (int64_t j = rg->start[k]; j < rg->start[k + 1]; j++)
             axpy_f32(D, 1, gy + rg->order[j] * D, d);
         if (scale)
@@ -440,6 +446,7 @@ static void embedding_backward_f64(const void *job, int64_t k0, int64_t k1)
     int64_t D = jb->D;
     for (int64_t k = k0; k < k1; k++) {
         double *d = (double *)jb->dw + k * D;
+        memset(d, 0, (size_t)D * sizeof *d);
         for (int64_t j = rg->start[k]; j < rg->start[k + 1]; j++)
             axpy_f64(D, 1, gy + rg->order[j] * D, d);
         if (scale)
@@ -1063,20 +1070,17 @@ bag_sum_backward_f32_cols(const grad_job *jb, int64_t k0, int64_t k1,
     float local[LOCAL_COLS];
     for (int64_t k = k0; k < k1; k++) {
         /* The row's sum is made in a local row (registers for D = 64) and
-         * added once: dw is zeros, so the bits are those of adding each
-         * term into dw. */
+         * stored once. */
         float *d = (float *)jb->dw + k * D, *acc = D <= LOCAL_COLS ? local : d;
-        if (acc != d)
-            for (int64_t c = 0; c < D; c++)
-                acc[c] = 0;
+        for (int64_t c = 0; c < D; c++)
+            acc[c] = 0;
         for (int64_t j = rg->start[k]; j < rg->start[k + 1]; j++) {
             int64_t e = rg->order[j], b = s->bag_of[e];
             float c = psw ? psw[e] : mean ? 1.0f / (float)s->size[b] : 1.0f;
             axpy_f32(D, c, gy + b * D, acc);
         }
         if (acc != d)
-            for (int64_t c = 0; c < D; c++)
-                d[c] += acc[c];
+            memcpy(d, acc, (size_t)D * sizeof *d);
         if (s->scale_grad_by_freq)
             div_f32(D, (float)(rg->start[k + 1] - rg->start[k]), d);
     }
@@ -1101,6 +1105,7 @@ static void bag_sum_backward_f64(const void *job, int64_t k0, int64_t k1)
     bool mean = s->mode == YK_BAG_MEAN;
     for (int64_t k = k0; k < k1; k++) {
         double *d = (double *)jb->dw + k * D;
+        memset(d, 0, (size_t)D * sizeof *d);
         for (int64_t j = rg->start[k]; j < rg->start[k + 1]; j++) {
             int64_t e = rg->order[j], b = s->bag_of[e];
             double c = psw ? psw[e] : mean ? 1.0 / (double)s->size[b] : 1.0;
@@ -1171,6 +1176,7 @@ static yk_status bag_weight_backward(yk_graph *g, yk_node *y, const void *gy)
         int64_t *slot = slots_of_entries(g, &rg, idx->numel);
         if (!slot)
             return g->status;
+        memset(dw, 0, (size_t)(rg.n_rows * D) * yk_dtype_size(w->dtype));
         if (f32)
             bag_max_backward_f32(s, slot, gy, n_bags, D, dw);
         else
