@@ -1069,15 +1069,19 @@ bag_sum_backward_f32_cols(const grad_job *jb, int64_t k0, int64_t k1,
     bool mean = s->mode == YK_BAG_MEAN;
     float local[LOCAL_COLS];
     for (int64_t k = k0; k < k1; k++) {
-        /* The row's sum is made in a local row (registers for D = 64) and
-         * stored once. */
+        /* The row's sum is made in a local row and stored once. It starts
+         * at 0 + its first term (a group has at least one entry): the bits
+         * of adding every term to zeros, without a pass that zeroes. */
         float *d = (float *)jb->dw + k * D, *acc = D <= LOCAL_COLS ? local : d;
-        for (int64_t c = 0; c < D; c++)
-            acc[c] = 0;
         for (int64_t j = rg->start[k]; j < rg->start[k + 1]; j++) {
             int64_t e = rg->order[j], b = s->bag_of[e];
             float c = psw ? psw[e] : mean ? 1.0f / (float)s->size[b] : 1.0f;
-            axpy_f32(D, c, gy + b * D, acc);
+            const float *g = gy + b * D;
+            if (j > rg->start[k])
+                axpy_f32(D, c, g, acc);
+            else
+                SIMD for (int64_t x = 0; x < D; x++)
+                    acc[x] = 0.0f + c * g[x];
         }
         if (acc != d)
             memcpy(d, acc, (size_t)D * sizeof *d);
