@@ -55,6 +55,14 @@ void *yk__alloc_aligned(yk_ctx *ctx, size_t size);
 void yk__free_aligned(yk_ctx *ctx, void *p, size_t size);
 char *yk__strdup(yk_ctx *ctx, const char *s);
 
+/* Runs kernel(job, lo, hi) over [0, n) items, split in contiguous ranges
+ * over the context's threads when the work (n x cost, about the numbers
+ * touched) is big enough to pay for waking them. Each item is computed by
+ * one thread alone, so results do not depend on the thread count. */
+typedef void (*yk__range_kernel)(const void *job, int64_t lo, int64_t hi);
+void yk__run_split(const yk_ctx *ctx, yk__range_kernel kernel,
+                   const void *job, int64_t n, int64_t cost);
+
 /*
  * Rows looked up in a big table are random: each costs a memory (and often
  * a TLB) miss of several hundred ns, which one row's few operations cannot

@@ -967,30 +967,72 @@ static void prefetch_update_row(const yk_optim *o, const entry *e, int64_t r,
         yk__prefetch_read((const char *)e->values + (size_t)r * rb, rb);
 }
 
-/* The plan's rows e->rows (sorted, unique): a row-sparse gradient's rows
- * only (lazy), or every row with zeros between them (exact), or the rows
- * a dense gradient was written at. The gradient of the k-th row is row k
- * of the row-sparse values, or row r of the dense gradient. */
-static void walk_rows(const yk_optim *o, const entry *e, const hyper *h)
+/* One update, for yk__run_split: every row's update reads and writes
+ * that row only (of the parameter, its state and its gradient), so rows
+ * can go to different threads and the bits stay those of one thread. */
+typedef struct walk_job {
+    const yk_optim *o;
+    const entry *e;
+    const hyper *h;
+    size_t rb; /* bytes a row */
+} walk_job;
+
+/* The k-th rows [k0, k1) of the plan's rows e->rows (sorted, unique): a
+ * row-sparse gradient's rows (its k-th value row) or the rows a dense
+ * gradient was written at (its row r). */
+static void walk_listed_rows(const void *job, int64_t k0, int64_t k1)
 {
-    bool exact = e->mode == PLAN_ROWS_EXACT;
+    const walk_job *w = job;
+    const entry *e = w->e;
     bool dense = e->mode == PLAN_DENSE_ROWS;
-    size_t rb = (size_t)yk__rowlen(&e->p->value) *
-                yk_dtype_size(e->p->value.dtype);
-    const char *vals = e->values;
+    int64_t ahead = yk__prefetch_distance(w->rb);
+    for (int64_t k = k0; k < k1; k++) {
+        int64_t r = e->rows[k];
+        if (k + ahead < k1)
+            prefetch_update_row(w->o, e, e->rows[k + ahead], w->rb);
+        update_rows(w->o, e, w->h, r, r + 1,
+                    (const char *)e->values + (size_t)(dense ? r : k) * w->rb);
+    }
+}
+
+/* Rows [r0, r1) of a dense gradient, every one. */
+static void walk_all_rows(const void *job, int64_t r0, int64_t r1)
+{
+    const walk_job *w = job;
+    update_rows(w->o, w->e, w->h, r0, r1,
+                (const char *)w->e->values + (size_t)r0 * w->rb);
+}
+
+/* Every row, the plan's rows with their gradient rows and zeros between
+ * them (a row-sparse gradient under an optimizer whose zero-gradient step
+ * still moves a row). Kept on one thread: the exact path is the slow one
+ * by nature, for contrast. */
+static void walk_rows_exact(const yk_optim *o, const entry *e, const hyper *h,
+                            size_t rb)
+{
     int64_t next = 0; /* first row not yet walked */
-    int64_t ahead = yk__prefetch_distance(rb);
     for (int64_t k = 0; k < e->nrows; k++) {
         int64_t r = e->rows[k];
-        if (!exact && k + ahead < e->nrows)
-            prefetch_update_row(o, e, e->rows[k + ahead], rb);
-        if (exact)
-            update_rows(o, e, h, next, r, NULL);
-        update_rows(o, e, h, r, r + 1, vals + (size_t)(dense ? r : k) * rb);
+        update_rows(o, e, h, next, r, NULL);
+        update_rows(o, e, h, r, r + 1, (const char *)e->values + (size_t)k * rb);
         next = r + 1;
     }
-    if (exact)
-        update_rows(o, e, h, next, param_rows(e->p), NULL);
+    update_rows(o, e, h, next, param_rows(e->p), NULL);
+}
+
+static void walk(const yk_optim *o, const entry *e, const hyper *h)
+{
+    size_t es = yk_dtype_size(e->p->value.dtype);
+    int64_t rowlen = yk__rowlen(&e->p->value);
+    walk_job w = {o, e, h, (size_t)rowlen * es};
+    /* the numbers a row's update touches: its value, gradient and states */
+    int64_t cost = rowlen * (2 + o->n_states);
+    if (e->mode == PLAN_DENSE)
+        yk__run_split(o->ctx, walk_all_rows, &w, param_rows(e->p), cost);
+    else if (e->mode == PLAN_ROWS_EXACT)
+        walk_rows_exact(o, e, h, w.rb);
+    else
+        yk__run_split(o->ctx, walk_listed_rows, &w, e->nrows, cost);
 }
 
 /* ============================================================== steps */
@@ -1084,10 +1126,7 @@ static void apply(yk_optim *o, entry *e)
     }
     e->step++;
     hyper h = hyper_for(o, e->step);
-    if (e->mode == PLAN_DENSE)
-        update_rows(o, e, &h, 0, param_rows(e->p), e->p->grad->data);
-    else
-        walk_rows(o, e, &h);
+    walk(o, e, &h);
 }
 
 yk_status yk_optim_step(yk_optim *o)

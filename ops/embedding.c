@@ -90,39 +90,6 @@ static col_block *weight_blocks(yk_graph *g, const yk_node *w, int *n)
     return b;
 }
 
-/* Runs kernel(job, lo, hi) over [0, n) items, split in contiguous ranges
- * over the context's threads when the work (n x cost) is big enough to pay
- * for waking them. Each item is computed by one thread alone, so results
- * do not depend on the thread count. */
-typedef void (*range_kernel)(const void *job, int64_t lo, int64_t hi);
-
-/* About a quarter of a millisecond of work: below that, waking the other
- * threads costs more than it saves (the WordNet model's batches of 32 ran
- * 1.5x slower at 2 threads with a threshold of 65536). */
-#define PARALLEL_MIN_WORK (1 << 18)
-
-static void run_split(const yk_graph *g, range_kernel kernel, const void *job,
-                      int64_t n, int64_t cost)
-{
-#ifdef _OPENMP
-    int threads = g->ctx->threads;
-    if (threads > 1 && n > 1 && n * cost >= PARALLEL_MIN_WORK) {
-        if (threads > n)
-            threads = (int)n;
-#pragma omp parallel num_threads(threads)
-        {
-            int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-            kernel(job, n * t / nt, n * (t + 1) / nt);
-        }
-        return;
-    }
-#else
-    (void)g;
-    (void)cost;
-#endif
-    kernel(job, 0, n);
-}
-
 /* y += c x over n elements. */
 static inline void axpy_f32(int64_t n, float c, const float *restrict x,
                             float *restrict y)
@@ -364,7 +331,7 @@ static bool embedding_forward(yk_graph *g, const yk_node *w,
                  .out_rb = (size_t)w->value.shape[1] * es};
     for (int k = 0; k < n_blocks; k++) {
         j.blk = blocks[k];
-        run_split(g, gather_rows, &j, n, j.blk.cols + 1);
+        yk__run_split(g->ctx, gather_rows, &j, n, j.blk.cols + 1);
     }
     return true;
 }
@@ -457,11 +424,11 @@ static void embedding_backward_f64(const void *job, int64_t k0, int64_t k1)
 /* Splits the rows of a weight gradient over the threads: each row is
  * summed by one thread, in input order, so the bits do not depend on the
  * thread count. */
-static void run_grad_rows(yk_graph *g, range_kernel kernel,
+static void run_grad_rows(yk_graph *g, yk__range_kernel kernel,
                           const grad_job *jb, int64_t entries)
 {
     int64_t per_row = jb->rg->n_rows ? entries / jb->rg->n_rows + 1 : 1;
-    run_split(g, kernel, jb, jb->rg->n_rows, per_row * (jb->D + 1));
+    yk__run_split(g->ctx, kernel, jb, jb->rg->n_rows, per_row * (jb->D + 1));
 }
 
 static yk_status backward_embedding(yk_graph *g, yk_node *y, const void *gy)
@@ -1008,7 +975,7 @@ static bool bag_forward(yk_graph *g, yk_node *y, const yk_node *w,
     if (!blocks)
         return false;
     bool f32 = w->value.dtype == YK_F32;
-    range_kernel kernel = s->mode == YK_BAG_MAX
+    yk__range_kernel kernel = s->mode == YK_BAG_MAX
         ? (f32 ? max_bags_f32_range : max_bags_f64_range)
         : (f32 ? sum_bags_f32_range : sum_bags_f64_range);
     bag_job j = {.l = l, .idx = idx, .pad = pad,
@@ -1018,7 +985,7 @@ static bool bag_forward(yk_graph *g, yk_node *y, const yk_node *w,
     int64_t per_bag = l->n_bags ? l->n / l->n_bags + 1 : 1;
     for (int k = 0; k < n_blocks; k++) {
         j.blk = blocks[k];
-        run_split(g, kernel, &j, l->n_bags, per_bag * (j.blk.cols + 1));
+        yk__run_split(g->ctx, kernel, &j, l->n_bags, per_bag * (j.blk.cols + 1));
     }
     return true;
 }

@@ -604,6 +604,67 @@ Test(optim, dense_lookup_gradient_visits_only_its_rows)
     }
 }
 
+/* A step big enough to be split over threads (a few thousand rows of 64
+ * floats: over yk__run_split's threshold) gives the bits of one thread, for
+ * every kind, with row-sparse and dense lookup gradients and a frozen row. */
+Test(optim, step_split_over_threads_gives_the_one_thread_bits)
+{
+    const char *kinds[] = {"sgd", "adagrad", "sparse_adam", "rowwise_adagrad",
+                           "adam"};
+    const int64_t V = 4096, D = 64, n = 6000;
+    int64_t *idx = malloc((size_t)n * sizeof *idx);
+    double *seed = malloc((size_t)(n * D) * sizeof *seed);
+    cr_assert(idx && seed);
+    for (int k = 0; k < 5; k++)
+        for (int sparse = 0; sparse < 2; sparse++) {
+            if (!sparse && strcmp(kinds[k], "sparse_adam") == 0)
+                continue;
+            yk_model_free(m);
+            m = yk_model_new(ctx);
+            yk_param *p[2];
+            yk_optim *opt[2];
+            yk_optim_kind kind;
+            cr_assert(yk_optim_kind_from_name(kinds[k], &kind));
+            yk_optim_opts o = yk_optim_defaults(kind);
+            o.lr = 0.01;
+            for (int t = 0; t < 2; t++) {
+                p[t] = yk_model_add(m, t ? "two" : "one", YK_F32, 2,
+                                    (int64_t[]){V, D});
+                cr_assert_eq(yk_tensor_fill_normal(yk_param_value(p[t]), 5,
+                                                   0, 1), YK_OK);
+                opt[t] = yk_optim_new(ctx, kind, &o);
+                cr_assert_eq(yk_optim_add(opt[t], p[t]), YK_OK, "%s",
+                             yk_last_error(ctx));
+                const int64_t frozen = 17;
+                cr_assert_eq(yk_optim_freeze_rows(opt[t], p[t], 1, &frozen),
+                             YK_OK);
+            }
+            for (int step = 0; step < 3; step++) {
+                for (int64_t i = 0; i < n; i++)
+                    idx[i] = (i * 7919 + step * 104729) % V;
+                for (int64_t i = 0; i < n * D; i++)
+                    seed[i] = sin((double)(i + step));
+                yk_model_zero_grad(m);
+                for (int t = 0; t < 2; t++) {
+                    give_lookup(p[t], n, idx, seed, sparse);
+                    cr_assert_eq(yk_set_threads(ctx, t + 1), YK_OK);
+                    cr_assert_eq(yk_optim_step(opt[t]), YK_OK, "%s",
+                                 yk_last_error(ctx));
+                }
+                cr_assert_eq(yk_set_threads(ctx, 1), YK_OK);
+                cr_assert(memcmp(yk_tensor_data(yk_param_value(p[0])),
+                                 yk_tensor_data(yk_param_value(p[1])),
+                                 (size_t)(V * D) * sizeof(float)) == 0,
+                          "%s (%s), step %d: 2 threads changed the bits",
+                          kinds[k], sparse ? "sparse" : "dense", step + 1);
+            }
+            yk_optim_free(opt[0]);
+            yk_optim_free(opt[1]);
+        }
+    free(seed);
+    free(idx);
+}
+
 /* ------------------------------------------------------------ tying */
 
 static yk_node *exp_tanh(yk_graph *g, yk_param *p)
