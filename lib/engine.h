@@ -34,7 +34,8 @@ struct yk_ctx {
     uint64_t next_graph_id;
     yk_status status;
     char msg[512];
-    /* The big arena chunks (over 1 MiB) of the last ended graph, kept for
+    /* The big arena chunks (over 1 MiB) of the last ended graph, and the
+     * gradient-row blocks zero_grad let go of (yk__arena_offer), kept for
      * the next graph (graph.c) so that a training loop does not map,
      * fault in and unmap its step's gradient rows every step. Kept only
      * while a model is alive (live_models, counted by model.c): the last
@@ -159,8 +160,9 @@ struct yk_param {
     bool dirty_all;
     int64_t *dirty_rows, dirty_n, dirty_cap;
     int64_t nrows, rows_cap;   /* row-sparse gradient, when kind is ROWS */
-    int64_t *rows;
-    void *row_values;
+    int64_t *rows;             /* rows_cap of them                       */
+    struct yk__arena_chunk *row_chunk; /* the values' block (see below)  */
+    void *row_values;          /* its data, or NULL                      */
     bool rows_coalesced;
     yk_tensor rows_view;       /* [nrows, rowlen] view on row_values     */
 };
@@ -169,7 +171,10 @@ struct yk_param {
  * add_dense makes the store dense and adds g (g may be NULL: just make it
  * dense); add_rows scatters into a dense store or appends rows. */
 yk_status yk__param_add_dense(yk_param *p, const void *g);
-yk_status yk__param_add_rows(yk_param *p, const yk__rowchunk *chunks);
+/* g: the graph the chunks belong to, whose big value blocks the store may
+ * take over instead of copying; NULL: always copy. */
+yk_status yk__param_add_rows(yk_param *p, const yk__rowchunk *chunks,
+                             yk_graph *g);
 /* Records that every row of p's dense gradient may have been written. */
 void yk__param_grad_written(yk_param *p);
 /* The rows of p's dense gradient that may be non-zero, sorted and unique
@@ -188,6 +193,25 @@ typedef struct yk__arena_chunk {
     struct yk__arena_chunk *next;
     size_t size, used;
 } yk__arena_chunk;
+
+/*
+ * A big block of gradient rows moves between the step arena and a
+ * parameter's row store instead of being copied: the backward makes the
+ * rows in an arena block of their own (yk__grad_rows), the parameter takes
+ * that block over (yk__arena_take_block), and zero_grad offers it back to
+ * the context's spares (yk__arena_offer), where the next step's arena
+ * finds it. One block serves every step; nothing is copied.
+ */
+yk__arena_chunk *yk__chunk_new(yk_ctx *ctx, size_t size); /* not zeroed */
+void yk__chunk_free(yk_ctx *ctx, yk__arena_chunk *c);      /* NULL: no-op */
+void *yk__chunk_data(yk__arena_chunk *c);                  /* 64-aligned  */
+/* The arena chunk that holds exactly the size-byte block at block (a big
+ * block has a chunk of its own), unlinked from g; NULL if there is none. */
+yk__arena_chunk *yk__arena_take_block(yk_graph *g, const void *block,
+                                      size_t size);
+/* Puts c among ctx's spares if it is big and a model lives (who releases
+ * the spares); false: the caller keeps it. */
+bool yk__arena_offer(yk_ctx *ctx, yk__arena_chunk *c);
 
 /* The gradient of a node during backward: a dense part, row chunks, or
  * both (merged before use). */

@@ -117,6 +117,56 @@ void *yk__arena_alloc(yk_graph *g, size_t size)
     return p;
 }
 
+/* ------------------------------------------------ chunks that move */
+
+yk__arena_chunk *yk__chunk_new(yk_ctx *ctx, size_t size)
+{
+    yk__arena_chunk *c = size <= SIZE_MAX - chunk_total(0)
+                             ? ctx->alloc(ctx->ud, NULL, 0, chunk_total(size))
+                             : NULL;
+    if (!c) {
+        yk__error(ctx, YK_ENOMEM, "out of memory allocating %zu bytes", size);
+        return NULL;
+    }
+    c->next = NULL;
+    c->size = size;
+    c->used = 0;
+    return c;
+}
+
+void yk__chunk_free(yk_ctx *ctx, yk__arena_chunk *c)
+{
+    if (c)
+        ctx->alloc(ctx->ud, c, chunk_total(c->size), 0);
+}
+
+void *yk__chunk_data(yk__arena_chunk *c) { return c ? chunk_start(c) : NULL; }
+
+yk__arena_chunk *yk__arena_take_block(yk_graph *g, const void *block,
+                                      size_t size)
+{
+    size = (size + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    for (yk__arena_chunk **pc = &g->chunks; *pc; pc = &(*pc)->next) {
+        yk__arena_chunk *c = *pc;
+        if (chunk_start(c) == block && c->used == size &&
+            c->size > ARENA_CHUNK) {
+            *pc = c->next;
+            c->next = NULL;
+            return c;
+        }
+    }
+    return NULL;
+}
+
+bool yk__arena_offer(yk_ctx *ctx, yk__arena_chunk *c)
+{
+    if (c->size <= ARENA_CHUNK || ctx->live_models <= 0)
+        return false;
+    c->next = ctx->spare;
+    ctx->spare = c;
+    return true;
+}
+
 void yk__arena_release(yk_ctx *ctx)
 {
     yk__arena_chunk *c = ctx->spare;
@@ -621,10 +671,10 @@ static yk_status store_param_grad(yk_graph *g, yk_node *x)
          * parameter-sized buffer is made in the arena. */
         s = yk__param_add_dense(p, x->grad.dense);
         if (s == YK_OK && x->grad.chunks)
-            s = yk__param_add_rows(p, x->grad.chunks);
+            s = yk__param_add_rows(p, x->grad.chunks, g);
     } else {
         /* Row-sparse, even with no rows: "looked up, no row" still counts. */
-        s = yk__param_add_rows(p, x->grad.chunks);
+        s = yk__param_add_rows(p, x->grad.chunks, g);
         if (s == YK_OK && p->grad_kind == YK_GRAD_NONE)
             p->grad_kind = YK_GRAD_ROWS;
     }

@@ -21,8 +21,6 @@ yk_ctx *yk_model_ctx(const yk_model *m) { return m ? m->ctx : NULL; }
 static void grad_free(yk_param *p)
 {
     yk_ctx *ctx = p->model->ctx;
-    int64_t rowlen = yk__rowlen(&p->value);
-    size_t es = yk_dtype_size(p->value.dtype);
     yk_tensor_free(p->grad);
     p->grad = NULL;
     yk__free(ctx, p->dirty_rows, (size_t)p->dirty_cap * sizeof(int64_t));
@@ -30,8 +28,9 @@ static void grad_free(yk_param *p)
     p->dirty_n = p->dirty_cap = 0;
     p->dirty_all = false;
     yk__free(ctx, p->rows, (size_t)p->rows_cap * sizeof(int64_t));
-    yk__free(ctx, p->row_values, (size_t)(p->rows_cap * rowlen) * es);
+    yk__chunk_free(ctx, p->row_chunk);
     p->rows = NULL;
+    p->row_chunk = NULL;
     p->row_values = NULL;
     p->nrows = p->rows_cap = 0;
     p->grad_kind = YK_GRAD_NONE;
@@ -223,8 +222,15 @@ void yk_model_zero_grad(yk_model *m)
             clear_dense(p);
             p->grad_kind = YK_GRAD_NONE;
         } else {
-            p->nrows = 0; /* keep the row buffers for the next step */
+            p->nrows = 0;
             p->grad_kind = YK_GRAD_NONE;
+            /* A big values block goes to the spares, where the next step's
+             * gradient rows are made (and taken back: adopt_values); a
+             * small one stays for the next step. */
+            if (p->row_chunk && yk__arena_offer(m->ctx, p->row_chunk)) {
+                p->row_chunk = NULL;
+                p->row_values = NULL;
+            }
         }
     }
 }
@@ -307,36 +313,77 @@ yk_status yk__param_add_dense(yk_param *p, const void *g)
     return s;
 }
 
-static yk_status reserve_rows(yk_param *p, int64_t need)
+static size_t row_bytes(const yk_param *p)
+{
+    return (size_t)yk__rowlen(&p->value) * yk_dtype_size(p->value.dtype);
+}
+
+static int64_t grown(int64_t cap, int64_t need)
+{
+    cap = cap ? cap : 64;
+    while (cap < need)
+        cap *= 2;
+    return cap;
+}
+
+/* Room for need row indices, keeping those held. */
+static yk_status reserve_indices(yk_param *p, int64_t need)
 {
     if (need <= p->rows_cap)
         return YK_OK;
     yk_ctx *ctx = p->model->ctx;
-    int64_t cap = p->rows_cap ? p->rows_cap : 64;
-    while (cap < need)
-        cap *= 2;
-    size_t rb = (size_t)yk__rowlen(&p->value) * yk_dtype_size(p->value.dtype);
-    /* Both buffers are made before either old one is let go, so a failure
-     * leaves the gradient as it was. */
+    int64_t cap = grown(p->rows_cap, need);
     int64_t *rows = yk__alloc(ctx, (size_t)cap * 8);
-    void *vals = rows ? yk__alloc(ctx, (size_t)cap * rb) : NULL;
-    if (!vals) {
-        yk__free(ctx, rows, (size_t)cap * 8);
+    if (!rows)
         return YK_ENOMEM;
-    }
-    if (p->nrows) {
+    if (p->nrows)
         memcpy(rows, p->rows, (size_t)p->nrows * 8);
-        memcpy(vals, p->row_values, (size_t)p->nrows * rb);
-    }
     yk__free(ctx, p->rows, (size_t)p->rows_cap * 8);
-    yk__free(ctx, p->row_values, (size_t)p->rows_cap * rb);
     p->rows = rows;
-    p->row_values = vals;
     p->rows_cap = cap;
     return YK_OK;
 }
 
-yk_status yk__param_add_rows(yk_param *p, const yk__rowchunk *chunks)
+/* Room for need value rows, keeping those held. */
+static yk_status reserve_values(yk_param *p, int64_t need)
+{
+    size_t rb = row_bytes(p);
+    int64_t have = p->row_chunk && rb ? (int64_t)(p->row_chunk->size / rb) : 0;
+    if (rb == 0 || need <= have)
+        return YK_OK;
+    yk_ctx *ctx = p->model->ctx;
+    yk__arena_chunk *c = yk__chunk_new(ctx, (size_t)grown(have, need) * rb);
+    if (!c)
+        return YK_ENOMEM;
+    if (p->nrows)
+        memcpy(yk__chunk_data(c), p->row_values, (size_t)p->nrows * rb);
+    yk__chunk_free(ctx, p->row_chunk);
+    p->row_chunk = c;
+    p->row_values = yk__chunk_data(c);
+    return YK_OK;
+}
+
+/* A store holding no row takes over the values of a lone chunk when they
+ * fill a big arena block of their own, instead of copying them (see
+ * yk__arena_take_block in engine.h); false: copy. The indices have room. */
+static bool adopt_values(yk_param *p, const yk__rowchunk *c, yk_graph *g)
+{
+    if (!g || !c || p->nrows != 0 || c->next)
+        return false;
+    yk__arena_chunk *block =
+        yk__arena_take_block(g, c->values, (size_t)c->n * row_bytes(p));
+    if (!block)
+        return false;
+    yk__chunk_free(p->model->ctx, p->row_chunk);
+    p->row_chunk = block;
+    p->row_values = yk__chunk_data(block);
+    memcpy(p->rows, c->rows, (size_t)c->n * 8);
+    p->nrows = c->n;
+    return true;
+}
+
+yk_status yk__param_add_rows(yk_param *p, const yk__rowchunk *chunks,
+                             yk_graph *g)
 {
     if (p->grad_kind == YK_GRAD_DENSE) {
         if (mark_rows(p, chunks) != YK_OK)
@@ -348,17 +395,22 @@ yk_status yk__param_add_rows(yk_param *p, const yk__rowchunk *chunks)
     int64_t total = p->nrows;
     for (const yk__rowchunk *c = chunks; c; c = c->next)
         total += c->n;
-    yk_status s = reserve_rows(p, total);
-    if (s)
-        return s;
-    size_t rb = (size_t)yk__rowlen(&p->value) * yk_dtype_size(p->value.dtype);
-    for (const yk__rowchunk *c = chunks; c; c = c->next) {
-        if (c->n == 0)
-            continue;
-        memcpy(p->rows + p->nrows, c->rows, (size_t)c->n * 8);
-        memcpy((char *)p->row_values + (size_t)p->nrows * rb, c->values,
-               (size_t)c->n * rb);
-        p->nrows += c->n;
+    /* (a failure leaves the rows held as they were) */
+    if (reserve_indices(p, total) != YK_OK)
+        return YK_ENOMEM;
+    if (!adopt_values(p, chunks, g)) {
+        if (reserve_values(p, total) != YK_OK)
+            return YK_ENOMEM;
+        size_t rb = row_bytes(p);
+        for (const yk__rowchunk *c = chunks; c; c = c->next) {
+            if (c->n == 0)
+                continue;
+            memcpy(p->rows + p->nrows, c->rows, (size_t)c->n * 8);
+            if (rb)
+                memcpy((char *)p->row_values + (size_t)p->nrows * rb,
+                       c->values, (size_t)c->n * rb);
+            p->nrows += c->n;
+        }
     }
     p->grad_kind = YK_GRAD_ROWS;
     p->rows_coalesced = false;

@@ -732,7 +732,7 @@ static yk_status set_grad_rows(yk_param *p, int64_t n, int64_t *rows,
     p->nrows = 0;
     p->grad_kind = YK_GRAD_NONE;
     yk__rowchunk all = {.n = n, .sparse = true, .rows = rows, .values = vals};
-    yk_status s = yk__param_add_rows(p, &all);
+    yk_status s = yk__param_add_rows(p, &all, NULL);
     p->rows_coalesced = true;
     return s;
 }
@@ -1748,7 +1748,7 @@ static yk_status push_part(yk_sharded_table *t, const char *fn, int p,
         return YK_ENOMEM;
     if (dense && (s = yk__param_add_dense(shard, NULL)))
         return s;
-    return yk__param_add_rows(shard, ch);
+    return yk__param_add_rows(shard, ch, NULL);
 }
 
 yk_status yk_sharded_backward(yk_sharded_table *t, yk_mpi_reduce how)

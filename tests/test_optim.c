@@ -665,6 +665,58 @@ Test(optim, step_split_over_threads_gives_the_one_thread_bits)
     free(idx);
 }
 
+/* Gradient rows of over 1 MiB move between the step arena and the
+ * parameter (no copy: engine.h, yk__arena_take_block); several steps with
+ * and without zero_grad between backward passes must still give the
+ * numbers of sgd on the summed rows, worked out here. */
+Test(optim, big_row_gradients_survive_steps_and_accumulation)
+{
+    const int64_t V = 8192, D = 64, n = 10000;
+    const double lr = 0.5;
+    yk_param *W = yk_model_add(m, "W", YK_F64, 2, (int64_t[]){V, D});
+    cr_assert_eq(yk_tensor_fill_normal(yk_param_value(W), 9, 0, 1), YK_OK);
+    double *want = malloc((size_t)(V * D) * sizeof *want);
+    double *grad = malloc((size_t)(V * D) * sizeof *grad);
+    double *seed = malloc((size_t)(n * D) * sizeof *seed);
+    int64_t *idx = malloc((size_t)n * sizeof *idx);
+    cr_assert(want && grad && seed && idx);
+    memcpy(want, yk_tensor_data(yk_param_value(W)),
+           (size_t)(V * D) * sizeof *want);
+    yk_optim_opts o = yk_optim_defaults(YK_OPTIM_SGD);
+    o.lr = lr;
+    yk_optim *opt = yk_optim_new(ctx, YK_OPTIM_SGD, &o);
+    cr_assert_eq(yk_optim_add(opt, W), YK_OK);
+    /* backward passes per step: step 2 accumulates two before stepping */
+    const int passes[4] = {1, 1, 2, 1};
+    for (int step = 0; step < 4; step++) {
+        yk_model_zero_grad(m);
+        memset(grad, 0, (size_t)(V * D) * sizeof *grad);
+        for (int pass = 0; pass < passes[step]; pass++) {
+            for (int64_t i = 0; i < n; i++) {
+                idx[i] = (i * 7919 + (step * 3 + pass) * 104729) % V;
+                for (int64_t c = 0; c < D; c++) {
+                    seed[i * D + c] = cos((double)(i * D + c + step + pass));
+                    grad[idx[i] * D + c] += seed[i * D + c];
+                }
+            }
+            give_rows(W, n, idx, seed);
+        }
+        cr_assert_eq(yk_optim_step(opt), YK_OK, "%s", yk_last_error(ctx));
+        for (int64_t k = 0; k < V * D; k++)
+            want[k] -= lr * grad[k];
+        const double *w = yk_tensor_data(yk_param_value(W));
+        for (int64_t k = 0; k < V * D; k++)
+            cr_assert(fabs(w[k] - want[k]) <= 1e-12 * (1 + fabs(want[k])),
+                      "step %d, element %lld: %.17g, want %.17g", step + 1,
+                      (long long)k, w[k], want[k]);
+    }
+    yk_optim_free(opt);
+    free(idx);
+    free(seed);
+    free(grad);
+    free(want);
+}
+
 /* ------------------------------------------------------------ tying */
 
 static yk_node *exp_tanh(yk_graph *g, yk_param *p)
