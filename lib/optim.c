@@ -723,8 +723,8 @@ static hyper hyper_for(const yk_optim *o, int64_t t)
 
 /* --- sgd: b is NULL without momentum */
 
-static void sgd_f32(int64_t n, float *p, const float *g, float *b,
-                    const hyper *h)
+static void sgd_f32(int64_t n, float *restrict p, const float *restrict g,
+                    float *restrict b, const hyper *h)
 {
     const float wd = (float)h->wd, mom = (float)h->momentum;
     const float damp = (float)(1 - h->dampening), nlr = (float)-h->lr;
@@ -738,8 +738,8 @@ static void sgd_f32(int64_t n, float *p, const float *g, float *b,
     }
 }
 
-static void sgd_f64(int64_t n, double *p, const double *g, double *b,
-                    const hyper *h)
+static void sgd_f64(int64_t n, double *restrict p, const double *restrict g,
+                    double *restrict b, const hyper *h)
 {
     const double damp = 1 - h->dampening;
     for (int64_t i = 0; i < n; i++) {
@@ -754,8 +754,9 @@ static void sgd_f64(int64_t n, double *p, const double *g, double *b,
 
 /* --- adam and adamw: vmax is NULL without amsgrad */
 
-static void adam_f32(int64_t n, float *p, const float *g, float *m, float *v,
-                     float *vmax, const hyper *h)
+static void adam_f32(int64_t n, float *restrict p, const float *restrict g,
+                     float *restrict m, float *restrict v,
+                     float *restrict vmax, const hyper *h)
 {
     const float wd = (float)h->wd, decay = (float)h->decay;
     const float b1 = (float)h->b1, c1 = (float)(1 - h->b1);
@@ -776,8 +777,9 @@ static void adam_f32(int64_t n, float *p, const float *g, float *m, float *v,
     }
 }
 
-static void adam_f64(int64_t n, double *p, const double *g, double *m,
-                     double *v, double *vmax, const hyper *h)
+static void adam_f64(int64_t n, double *restrict p, const double *restrict g,
+                     double *restrict m, double *restrict v,
+                     double *restrict vmax, const hyper *h)
 {
     const double c1 = 1 - h->b1, c2 = 1 - h->b2;
     for (int64_t i = 0; i < n; i++) {
@@ -796,8 +798,8 @@ static void adam_f64(int64_t n, double *p, const double *g, double *m,
 
 /* --- adagrad */
 
-static void adagrad_f32(int64_t n, float *p, const float *g, float *s,
-                        const hyper *h)
+static void adagrad_f32(int64_t n, float *restrict p, const float *restrict g,
+                        float *restrict s, const hyper *h)
 {
     const float wd = (float)h->wd, eps = (float)h->eps;
     const float nclr = (float)-h->clr;
@@ -809,7 +811,8 @@ static void adagrad_f32(int64_t n, float *p, const float *g, float *s,
     }
 }
 
-static void adagrad_f64(int64_t n, double *p, const double *g, double *s,
+static void adagrad_f64(int64_t n, double *restrict p,
+                        const double *restrict g, double *restrict s,
                         const hyper *h)
 {
     for (int64_t i = 0; i < n; i++) {
@@ -823,8 +826,9 @@ static void adagrad_f64(int64_t n, double *p, const double *g, double *s,
 /* --- sparse_adam, as torch's: m += (g - m)(1 - b1), v += (g^2 - v)(1 - b2),
  * p += -step_size * (m / (sqrt(v) + eps)) */
 
-static void sparse_adam_f32(int64_t n, float *p, const float *g, float *m,
-                            float *v, const hyper *h)
+static void sparse_adam_f32(int64_t n, float *restrict p,
+                            const float *restrict g, float *restrict m,
+                            float *restrict v, const hyper *h)
 {
     const float c1 = (float)(1 - h->b1), c2 = (float)(1 - h->b2);
     const float eps = (float)h->eps, nss = (float)-h->step_size;
@@ -835,8 +839,9 @@ static void sparse_adam_f32(int64_t n, float *p, const float *g, float *m,
     }
 }
 
-static void sparse_adam_f64(int64_t n, double *p, const double *g, double *m,
-                            double *v, const hyper *h)
+static void sparse_adam_f64(int64_t n, double *restrict p,
+                            const double *restrict g, double *restrict m,
+                            double *restrict v, const hyper *h)
 {
     const double c1 = 1 - h->b1, c2 = 1 - h->b2;
     for (int64_t i = 0; i < n; i++) {
@@ -1014,7 +1019,8 @@ static void walk_rows_exact(const yk_optim *o, const entry *e, const hyper *h,
     for (int64_t k = 0; k < e->nrows; k++) {
         int64_t r = e->rows[k];
         update_rows(o, e, h, next, r, NULL);
-        update_rows(o, e, h, r, r + 1, (const char *)e->values + (size_t)k * rb);
+        update_rows(o, e, h, r, r + 1,
+                    (const char *)e->values + (size_t)k * rb);
         next = r + 1;
     }
     update_rows(o, e, h, next, param_rows(e->p), NULL);
