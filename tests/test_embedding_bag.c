@@ -218,6 +218,63 @@ Test(embedding_bag, null_opts_mean_the_defaults)
  * bags [1, 3], [5, 5] (only padding: an empty bag), [0, 5] (= [0]). Row 5
  * holds the largest values, so max mode shows it takes no part. Seed [1, 2],
  * [3, 4], [5, 6]. */
+/* The f32 kernels for the common widths (16, 64: registers, AVX2 where
+ * the CPU has it) against the definition written out here: each output
+ * element is 0 + row + row ... in entry order, divided by the count for a
+ * mean of several rows; bit for bit, with padding and empty bags, for
+ * every width around the special ones. */
+Test(embedding_bag, f32_sum_and_mean_are_the_in_order_sums_bit_for_bit)
+{
+    const int64_t V = 50, n = 23, bags = 6;
+    const int64_t offs[6] = {0, 5, 5, 12, 13, 15}; /* bag 1 empty */
+    int64_t idx[23];
+    for (int64_t i = 0; i < n; i++)
+        idx[i] = (i * 17 + 3) % V;
+    idx[7] = idx[8] = 4; /* padding: bag 3 holds two */
+    yk_tensor *input = TI(ctx, SHAPE(23), idx);
+    yk_tensor *offsets = TI(ctx, SHAPE(6), offs);
+    const int64_t widths[] = {1, 15, 16, 17, 63, 64, 65, 130};
+    for (int k = 0; k < 8; k++) {
+        int64_t D = widths[k];
+        yk_tensor *W = yk_tensor_zeros(ctx, YK_F32, 2, (int64_t[]){V, D});
+        cr_assert_eq(yk_tensor_fill_normal(W, 7 + k, 0, 1), YK_OK);
+        const float *w = yk_tensor_data(W);
+        for (int k2 = 0; k2 < 2; k2++) {
+            yk_bag_mode mode = k2 ? YK_BAG_MEAN : YK_BAG_SUM;
+            yk_bag_opts o = opts_mode(mode);
+            o.padding_idx = 4;
+            yk_graph *g = yk_graph_begin(ctx);
+            yk_node *y = yk_embedding_bag(g, yk_const(g, input), yk_const(g, W),
+                                          yk_const(g, offsets), NULL, &o);
+            cr_assert(y, "%s", yk_last_error(ctx));
+            const float *out = yk_tensor_data(yk_value(y));
+            for (int64_t b = 0; b < bags; b++) {
+                int64_t lo = offs[b], hi = b + 1 < bags ? offs[b + 1] : n;
+                for (int64_t c = 0; c < D; c++) {
+                    float acc = 0;
+                    int count = 0;
+                    for (int64_t i = lo; i < hi; i++)
+                        if (idx[i] != 4) {
+                            acc += w[idx[i] * D + c];
+                            count++;
+                        }
+                    if (mode == YK_BAG_MEAN && count > 1)
+                        acc /= (float)count;
+                    cr_assert(memcmp(&acc, &out[b * D + c], sizeof acc) == 0,
+                              "D %lld %s bag %lld column %lld: %.9g, want "
+                              "%.9g", (long long)D,
+                              mode == YK_BAG_MEAN ? "mean" : "sum",
+                              (long long)b, (long long)c, out[b * D + c], acc);
+                }
+            }
+            yk_graph_end(g);
+        }
+        yk_tensor_free(W);
+    }
+    yk_tensor_free(offsets);
+    yk_tensor_free(input);
+}
+
 Test(embedding_bag, padding_entries_are_skipped_in_every_mode)
 {
     yk_param *W = ten_r_plus_c("W", YK_F64, 6, 2);
