@@ -34,10 +34,10 @@ struct yk_ctx {
     uint64_t next_graph_id;
     yk_status status;
     char msg[512];
-    /* The big arena chunks (over 1 MiB) of the last ended graph, and the
-     * gradient-row blocks zero_grad let go of (yk__arena_offer), kept for
-     * the next graph (graph.c) so that a training loop does not map,
-     * fault in and unmap its step's gradient rows every step. Kept only
+    /* The arena chunks of the last ended graph, and the gradient-row
+     * blocks zero_grad let go of (yk__arena_offer), kept for the next
+     * graph (graph.c) so that a training loop does not map, fault in and
+     * unmap its step's memory every step. Kept only
      * while a model is alive (live_models, counted by model.c): the last
      * yk_model_free releases them (yk__arena_release), so nothing is held
      * once the user has freed what they made. */

@@ -70,7 +70,7 @@ static yk__arena_chunk *take_spare(yk_ctx *ctx, size_t want)
 static yk__arena_chunk *new_chunk(yk_graph *g, size_t size)
 {
     size_t want = chunk_size_for(size);
-    yk__arena_chunk *c = want > ARENA_CHUNK ? take_spare(g->ctx, want) : NULL;
+    yk__arena_chunk *c = take_spare(g->ctx, want);
     if (!c) {
         bool fits = want <= SIZE_MAX - chunk_total(0);
         c = fits ? g->ctx->alloc(g->ctx->ud, NULL, 0, chunk_total(want)) : NULL;
@@ -178,11 +178,11 @@ void yk__arena_release(yk_ctx *ctx)
     ctx->spare = NULL;
 }
 
-/* The graph's big chunks (the blocks of over ARENA_CHUNK bytes: a big
- * table's gradient rows, sort buffers) become the context's spares while a
- * model lives to release them; spares this graph did not take are let go,
- * so the cache holds about one step's big blocks. The ordinary chunks go
- * back to the allocator, which reuses blocks of their size cheaply. */
+/* The graph's chunks become the context's spares while a model lives to
+ * release them; spares this graph did not take are let go, so the cache
+ * holds about one step's arena. (Handed back to malloc, a step's chunks
+ * were trimmed off the heap and faulted in again next step: ~700 page
+ * faults a step for the bag benchmark.) */
 static void arena_free(yk_graph *g)
 {
     yk_ctx *ctx = g->ctx;
@@ -190,7 +190,7 @@ static void arena_free(yk_graph *g)
     yk__arena_chunk *c = g->chunks;
     while (c) {
         yk__arena_chunk *next = c->next;
-        if (c->size > ARENA_CHUNK && ctx->live_models > 0) {
+        if (ctx->live_models > 0) {
             c->next = ctx->spare;
             ctx->spare = c;
         } else {

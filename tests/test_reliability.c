@@ -353,7 +353,10 @@ static void fail_every_allocation_of_a_step(const ext_config *cfg,
         if (!failed)
             break; /* the step needs fewer than n allocations: all covered */
     }
-    cr_assert(n > 3, "%s: only %ld allocations in a step", cfg->name, n);
+    /* (a later step reuses the arena chunks of the step before, so it
+     * allocates little: the graph itself and a few blocks) */
+    cr_assert(n > (warm_up ? 1 : 3), "%s: only %ld allocations in a step",
+              cfg->name, n);
     note("%s, step %d: %ld allocations failed in turn", cfg->name,
          warm_up + 1, n - 1);
     free(ref);
