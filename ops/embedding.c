@@ -1082,6 +1082,20 @@ yk_node *yk_embedding_bag(yk_graph *g, yk_node *input, yk_node *weight,
 
 /* ------------------------------------------------ embedding_bag backward */
 
+/* The entries of the row groups are in row order, so their bags (bag_of
+ * of a random entry) and the bags' gradient rows are random reads: while
+ * at entry j, ask for the bag of entry j + 16 and for the gradient row of
+ * entry j + 8 (whose bag came in by now). end: the last entry to read. */
+static inline void prefetch_bag_reads(const row_groups *rg, const bag_saved *s,
+                                      const char *gy, size_t rb, int64_t j,
+                                      int64_t end)
+{
+    if (j + 16 < end)
+        __builtin_prefetch(&s->bag_of[rg->order[j + 16]]);
+    if (j + 8 < end)
+        yk__prefetch_read(gy + (size_t)s->bag_of[rg->order[j + 8]] * rb, rb);
+}
+
 /* Gradient of each distinct row for sum / mean: entry e of bag b adds
  * coef(e) gy[b] to its row, coef = psw[e] (sum with weights), 1 (sum) or
  * 1 / size[b] (mean); with scale_grad_by_freq the row's total is divided
@@ -1095,12 +1109,14 @@ bag_sum_backward_f32_cols(const grad_job *jb, int64_t k0, int64_t k1,
     const float *psw = jb->psw, *gy = jb->gy;
     bool mean = s->mode == YK_BAG_MEAN;
     float local[LOCAL_COLS];
+    size_t rb = (size_t)D * sizeof(float);
     for (int64_t k = k0; k < k1; k++) {
         /* The row's sum is made in a local row and stored once. It starts
          * at 0 + its first term (a group has at least one entry): the bits
          * of adding every term to zeros, without a pass that zeroes. */
         float *d = (float *)jb->dw + k * D, *acc = D <= LOCAL_COLS ? local : d;
         for (int64_t j = rg->start[k]; j < rg->start[k + 1]; j++) {
+            prefetch_bag_reads(rg, s, (const char *)gy, rb, j, rg->start[k1]);
             int64_t e = rg->order[j], b = s->bag_of[e];
             float c = psw ? psw[e] : mean ? 1.0f / (float)s->size[b] : 1.0f;
             const float *g = gy + b * D;
@@ -1138,6 +1154,8 @@ static void bag_sum_backward_f64(const void *job, int64_t k0, int64_t k1)
         double *d = (double *)jb->dw + k * D;
         memset(d, 0, (size_t)D * sizeof *d);
         for (int64_t j = rg->start[k]; j < rg->start[k + 1]; j++) {
+            prefetch_bag_reads(rg, s, (const char *)gy, (size_t)D * sizeof *d,
+                               j, rg->start[k1]);
             int64_t e = rg->order[j], b = s->bag_of[e];
             double c = psw ? psw[e] : mean ? 1.0 / (double)s->size[b] : 1.0;
             axpy_f64(D, c, gy + b * D, d);
