@@ -203,7 +203,8 @@ static void clear_dense(yk_param *p)
         int64_t ahead = yk__prefetch_distance(rb);
         for (int64_t k = 0; k < p->dirty_n; k++) {
             if (k + ahead < p->dirty_n)
-                yk__prefetch_write(g + (size_t)p->dirty_rows[k + ahead] * rb, rb);
+                yk__prefetch_write(g + (size_t)p->dirty_rows[k + ahead] * rb,
+                                   rb);
             memset(g + (size_t)p->dirty_rows[k] * rb, 0, rb);
         }
     }

@@ -1056,7 +1056,8 @@ static bool bag_forward(yk_graph *g, yk_node *y, const yk_node *w,
     int64_t per_bag = l->n_bags ? l->n / l->n_bags + 1 : 1;
     for (int k = 0; k < n_blocks; k++) {
         j.blk = blocks[k];
-        yk__run_split(g->ctx, kernel, &j, l->n_bags, per_bag * (j.blk.cols + 1));
+        yk__run_split(g->ctx, kernel, &j, l->n_bags,
+                      per_bag * (j.blk.cols + 1));
     }
     return true;
 }
