@@ -154,11 +154,13 @@ struct yk_param {
     yk_tensor *grad;           /* dense gradient, when kind is DENSE     */
     /* The rows of grad that may be non-zero, so that zero_grad clears only
      * those (a lookup into a big table touches a few of its rows): all of
-     * them (dirty_all), or the dirty_n rows in dirty_rows (repeats allowed).
-     * Whoever writes grad other than through yk__param_add_* calls
-     * yk__param_grad_written. */
+     * them (dirty_all), or the dirty_n distinct rows in dirty_rows, in the
+     * order first written, each with its bit set in dirty_bits (one bit a
+     * row, so that a repeat is known without a sort). Whoever writes grad
+     * other than through yk__param_add_* calls yk__param_grad_written. */
     bool dirty_all;
     int64_t *dirty_rows, dirty_n, dirty_cap;
+    uint64_t *dirty_bits;
     int64_t nrows, rows_cap;   /* row-sparse gradient, when kind is ROWS */
     int64_t *rows;             /* rows_cap of them                       */
     struct yk__arena_chunk *row_chunk; /* the values' block (see below)  */
@@ -177,9 +179,9 @@ yk_status yk__param_add_rows(yk_param *p, const yk__rowchunk *chunks,
                              yk_graph *g);
 /* Records that every row of p's dense gradient may have been written. */
 void yk__param_grad_written(yk_param *p);
-/* The rows of p's dense gradient that may be non-zero, sorted and unique
- * (an optimizer whose update of a zero row is nothing visits only them);
- * false when they are not known (every row may be). */
+/* The rows of p's dense gradient that may be non-zero, each once (an
+ * optimizer whose update of a zero row is nothing visits only them); false
+ * when they are not known (every row may be). */
 bool yk__param_grad_dirty_rows(yk_param *p, int64_t *n, const int64_t **rows);
 /* dst[i] += src[i] for n elements of a float dtype: the one loop through
  * which the library adds gradients. */

@@ -18,13 +18,22 @@ yk_model *yk_model_new(yk_ctx *ctx)
 
 yk_ctx *yk_model_ctx(const yk_model *m) { return m ? m->ctx : NULL; }
 
+/* The dirty-row bitmap of p: one bit a row. */
+static size_t bitmap_bytes(const yk_param *p)
+{
+    int64_t rows = p->value.ndim ? p->value.shape[0] : 0;
+    return (size_t)((rows + 63) / 64) * sizeof(uint64_t);
+}
+
 static void grad_free(yk_param *p)
 {
     yk_ctx *ctx = p->model->ctx;
     yk_tensor_free(p->grad);
     p->grad = NULL;
     yk__free(ctx, p->dirty_rows, (size_t)p->dirty_cap * sizeof(int64_t));
+    yk__free(ctx, p->dirty_bits, bitmap_bytes(p));
     p->dirty_rows = NULL;
+    p->dirty_bits = NULL;
     p->dirty_n = p->dirty_cap = 0;
     p->dirty_all = false;
     yk__free(ctx, p->rows, (size_t)p->rows_cap * sizeof(int64_t));
@@ -135,25 +144,30 @@ void yk__param_grad_written(yk_param *p)
 }
 
 /* Notes the rows of chunks as written, before they are. The list is kept
- * to a sixteenth of the table: past that the whole buffer counts as
- * written and zero_grad clears all of it. YK_ENOMEM leaves p as it was. */
+ * to a quarter of the table: past that the whole buffer counts as written
+ * (zero_grad clears it all and an optimizer walks it all, one streamed
+ * pass being cheaper than that many random rows). YK_ENOMEM leaves p as it
+ * was. */
 static yk_status mark_rows(yk_param *p, const yk__rowchunk *chunks)
 {
     if (p->dirty_all || p->value.ndim == 0)
         return YK_OK;
-    int64_t need = p->dirty_n, limit = p->value.shape[0] / 16;
+    int64_t need = p->dirty_n, limit = p->value.shape[0] / 4;
     for (const yk__rowchunk *c = chunks; c; c = c->next)
         need += c->n;
-    if (need > limit) {
-        p->dirty_all = true;
-        return YK_OK;
+    need = need > limit ? limit : need;
+    yk_ctx *ctx = p->model->ctx;
+    if (!p->dirty_bits) {
+        p->dirty_bits = yk__alloc(ctx, bitmap_bytes(p));
+        if (!p->dirty_bits)
+            return YK_ENOMEM;
     }
     if (need > p->dirty_cap) {
         int64_t cap = p->dirty_cap ? p->dirty_cap : 64;
         while (cap < need)
             cap *= 2;
         cap = cap > limit ? limit : cap;
-        int64_t *r = yk__realloc(p->model->ctx, p->dirty_rows,
+        int64_t *r = yk__realloc(ctx, p->dirty_rows,
                                  (size_t)p->dirty_cap * sizeof(int64_t),
                                  (size_t)cap * sizeof(int64_t));
         if (!r)
@@ -161,33 +175,28 @@ static yk_status mark_rows(yk_param *p, const yk__rowchunk *chunks)
         p->dirty_rows = r;
         p->dirty_cap = cap;
     }
-    for (const yk__rowchunk *c = chunks; c; c = c->next) {
-        if (c->n == 0) /* (and c->rows may be NULL) */
-            continue;
-        memcpy(p->dirty_rows + p->dirty_n, c->rows, (size_t)c->n * 8);
-        p->dirty_n += c->n;
-    }
+    uint64_t *bits = p->dirty_bits;
+    for (const yk__rowchunk *c = chunks; c; c = c->next)
+        for (int64_t k = 0; k < c->n; k++) {
+            int64_t r = c->rows[k];
+            uint64_t bit = (uint64_t)1 << (r & 63);
+            if (bits[r >> 6] & bit)
+                continue;
+            if (p->dirty_n == limit) { /* (the bits are cleared with all) */
+                p->dirty_all = true;
+                return YK_OK;
+            }
+            bits[r >> 6] |= bit;
+            p->dirty_rows[p->dirty_n++] = r;
+        }
     return YK_OK;
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
 }
 
 bool yk__param_grad_dirty_rows(yk_param *p, int64_t *n, const int64_t **rows)
 {
     if (p->dirty_all || p->grad_kind != YK_GRAD_DENSE)
         return false;
-    if (p->dirty_n > 1)
-        qsort(p->dirty_rows, (size_t)p->dirty_n, sizeof(int64_t), cmp_i64);
-    int64_t u = 0;
-    for (int64_t k = 0; k < p->dirty_n; k++)
-        if (u == 0 || p->dirty_rows[k] != p->dirty_rows[u - 1])
-            p->dirty_rows[u++] = p->dirty_rows[k];
-    p->dirty_n = u;
-    *n = u;
+    *n = p->dirty_n;
     *rows = p->dirty_rows;
     return true;
 }
@@ -197,6 +206,8 @@ static void clear_dense(yk_param *p)
 {
     if (p->dirty_all) {
         memset(p->grad->data, 0, yk_tensor_nbytes(p->grad));
+        if (p->dirty_bits)
+            memset(p->dirty_bits, 0, bitmap_bytes(p));
     } else {
         size_t rb = (size_t)yk__rowlen(&p->value) * yk_dtype_size(p->value.dtype);
         char *g = p->grad->data;
@@ -205,7 +216,9 @@ static void clear_dense(yk_param *p)
             if (k + ahead < p->dirty_n)
                 yk__prefetch_write(g + (size_t)p->dirty_rows[k + ahead] * rb,
                                    rb);
-            memset(g + (size_t)p->dirty_rows[k] * rb, 0, rb);
+            int64_t r = p->dirty_rows[k];
+            memset(g + (size_t)r * rb, 0, rb);
+            p->dirty_bits[r >> 6] &= ~((uint64_t)1 << (r & 63));
         }
     }
     p->dirty_all = false;

@@ -561,10 +561,18 @@ Test(optim, row_sparse_gives_the_dense_numbers)
  * step, and one row is frozen. */
 Test(optim, dense_lookup_gradient_visits_only_its_rows)
 {
+    /* Step 2 writes 20 distinct rows, past a quarter of the 64: the whole
+     * gradient then counts as written, and the steps after must find the
+     * row list empty again. */
     const char *kinds[] = {"sgd", "adagrad", "rowwise_adagrad"};
-    const int64_t idx[3][4] = {{2, 7, 2, 40}, {7, 9, 9, 63}, {0, 2, 5, 6}};
+    enum { STEPS = 4, MAX_N = 20 };
+    const int n_of[STEPS] = {4, 20, 4, 4};
+    int64_t idx[STEPS][MAX_N] = {{2, 7, 2, 40}, {0}, {7, 9, 9, 63},
+                                 {0, 2, 5, 6}};
+    for (int i = 0; i < MAX_N; i++)
+        idx[1][i] = 3 * i;
     for (int k = 0; k < 3; k++) {
-        double init[64 * 3], seed[4 * 3], dense[64 * 3];
+        double init[64 * 3], seed[MAX_N * 3], dense[64 * 3];
         for (int i = 0; i < 64 * 3; i++)
             init[i] = sin(i + 1.0);
         yk_model_free(m);
@@ -583,15 +591,15 @@ Test(optim, dense_lookup_gradient_visits_only_its_rows)
         const int64_t frozen = 9;
         cr_assert_eq(yk_optim_freeze_rows(opt, A, 1, &frozen), YK_OK);
         cr_assert_eq(yk_optim_freeze_rows(opt, B, 1, &frozen), YK_OK);
-        for (int step = 0; step < 3; step++) {
+        for (int step = 0; step < STEPS; step++) {
             yk_model_zero_grad(m);
             memset(dense, 0, sizeof dense);
-            for (int i = 0; i < 4; i++)
+            for (int i = 0; i < n_of[step]; i++)
                 for (int c = 0; c < 3; c++) {
                     seed[i * 3 + c] = cos(step * 12 + i * 3 + c);
                     dense[idx[step][i] * 3 + c] += seed[i * 3 + c];
                 }
-            give_lookup(A, 4, idx[step], seed, false);
+            give_lookup(A, n_of[step], idx[step], seed, false);
             give_dense(B, dense);
             cr_assert_eq(yk_optim_step(opt), YK_OK, "%s", yk_last_error(ctx));
             const double *a = yk_tensor_data(yk_param_value(A));
