@@ -102,6 +102,14 @@ static inline void expect_close(const yk_tensor *t, const double *want,
         expect_close((t), w_, yk_tensor_numel(t), (tol), (tol));             \
     } while (0)
 
+/* The default bag options with another mode. */
+static inline yk_bag_opts opts_mode(yk_bag_mode mode)
+{
+    yk_bag_opts o = yk_bag_defaults();
+    o.mode = mode;
+    return o;
+}
+
 /* The parameter's gradient, whatever its kind, as a dense tensor (the
  * caller frees it). */
 static inline yk_tensor *dense_grad(yk_ctx *ctx, yk_param *p)

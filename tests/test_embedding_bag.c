@@ -38,13 +38,6 @@ static yk_param *ten_r_plus_c(const char *name, yk_dtype dt, int64_t V,
     return param_with(m, name, dt, SHAPE(V, D), v);
 }
 
-static yk_bag_opts opts_mode(yk_bag_mode mode)
-{
-    yk_bag_opts o = yk_bag_defaults();
-    o.mode = mode;
-    return o;
-}
-
 /* One bag call and its backward. */
 typedef struct bag_call {
     yk_param *w;

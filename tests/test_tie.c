@@ -22,13 +22,6 @@ static void teardown(void)
 
 TestSuite(tie, .init = setup, .fini = teardown);
 
-static yk_bag_opts opts_mode(yk_bag_mode mode)
-{
-    yk_bag_opts o = yk_bag_defaults();
-    o.mode = mode;
-    return o;
-}
-
 /* One parameter read by an embedding and an embedding_bag: its gradient is
  * the sum of each use's gradient alone, for every sparse combination; the
  * kind is row-sparse only when both uses ask for it. */
