@@ -945,10 +945,7 @@ sum_bags_64_avx2(const bag_job *j, int64_t b0, int64_t b1)
 
 static bool have_avx2(void)
 {
-    static int have = -1;
-    if (have < 0)
-        have = __builtin_cpu_supports("avx2") ? 1 : 0;
-    return have;
+    return __builtin_cpu_supports("avx2"); /* (a read of a flag set at load) */
 }
 #else
 static void sum_bags_64_avx2(const bag_job *j, int64_t b0, int64_t b1)
