@@ -49,14 +49,16 @@ static size_t chunk_size_for(size_t size)
 }
 
 /* The smallest spare chunk that holds want bytes and is not more than
- * twice that (a big chunk is not spent on small requests), unlinked from
- * the context's list; NULL when there is none. */
+ * twice that, of the same kind (an ordinary chunk for small requests, a
+ * big block's own chunk for a big block), unlinked from the context's
+ * list; NULL when there is none. */
 static yk__arena_chunk *take_spare(yk_ctx *ctx, size_t want)
 {
     yk__arena_chunk **best = NULL;
     for (yk__arena_chunk **pc = &ctx->spare; *pc; pc = &(*pc)->next) {
         size_t have = (*pc)->size;
         if (have >= want && have / 2 <= want &&
+            (have > ARENA_CHUNK) == (want > ARENA_CHUNK) &&
             (!best || have < (*best)->size))
             best = pc;
     }
