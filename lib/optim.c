@@ -982,9 +982,9 @@ typedef struct walk_job {
     size_t rb; /* bytes a row */
 } walk_job;
 
-/* The k-th rows [k0, k1) of the plan's rows e->rows (sorted, unique): a
- * row-sparse gradient's rows (its k-th value row) or the rows a dense
- * gradient was written at (its row r). */
+/* The k-th rows [k0, k1) of the plan's rows e->rows, each once: a
+ * row-sparse gradient's rows (sorted; its k-th value row) or the rows a
+ * dense gradient was written at (in the order first written; its row r). */
 static void walk_listed_rows(const void *job, int64_t k0, int64_t k1)
 {
     const walk_job *w = job;
