@@ -37,10 +37,10 @@ struct yk_ctx {
     /* The arena chunks of the last ended graph, and the gradient-row
      * blocks zero_grad let go of (yk__arena_offer), kept for the next
      * graph (graph.c) so that a training loop does not map, fault in and
-     * unmap its step's memory every step. Kept only
-     * while a model is alive (live_models, counted by model.c): the last
-     * yk_model_free releases them (yk__arena_release), so nothing is held
-     * once the user has freed what they made. */
+     * unmap its step's memory every step. Kept only while a model is
+     * alive (live_models, counted by model.c): the last yk_model_free
+     * releases them (yk__arena_release), so nothing is held once the user
+     * has freed what they made. */
     struct yk__arena_chunk *spare;
     int live_models;
 };

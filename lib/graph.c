@@ -73,15 +73,12 @@ static yk__arena_chunk *new_chunk(yk_graph *g, size_t size)
 {
     size_t want = chunk_size_for(size);
     yk__arena_chunk *c = take_spare(g->ctx, want);
+    if (!c)
+        c = yk__chunk_new(g->ctx, want);
     if (!c) {
-        bool fits = want <= SIZE_MAX - chunk_total(0);
-        c = fits ? g->ctx->alloc(g->ctx->ud, NULL, 0, chunk_total(want)) : NULL;
-        if (!c) {
-            yk__fail(g, YK_ENOMEM, "out of memory: the graph needs %zu more "
-                     "bytes (it uses %zu)", size, g->bytes);
-            return NULL;
-        }
-        c->size = want;
+        yk__fail(g, YK_ENOMEM, "out of memory: the graph needs %zu more "
+                 "bytes (it uses %zu)", size, g->bytes);
+        return NULL;
     }
     c->used = 0;
     if (c->size > ARENA_CHUNK && g->chunks) {
@@ -160,12 +157,17 @@ yk__arena_chunk *yk__arena_take_block(yk_graph *g, const void *block,
     return NULL;
 }
 
+static void keep_spare(yk_ctx *ctx, yk__arena_chunk *c)
+{
+    c->next = ctx->spare;
+    ctx->spare = c;
+}
+
 bool yk__arena_offer(yk_ctx *ctx, yk__arena_chunk *c)
 {
     if (c->size <= ARENA_CHUNK || ctx->live_models <= 0)
         return false;
-    c->next = ctx->spare;
-    ctx->spare = c;
+    keep_spare(ctx, c);
     return true;
 }
 
@@ -174,7 +176,7 @@ void yk__arena_release(yk_ctx *ctx)
     yk__arena_chunk *c = ctx->spare;
     while (c) {
         yk__arena_chunk *next = c->next;
-        ctx->alloc(ctx->ud, c, chunk_total(c->size), 0);
+        yk__chunk_free(ctx, c);
         c = next;
     }
     ctx->spare = NULL;
@@ -192,12 +194,10 @@ static void arena_free(yk_graph *g)
     yk__arena_chunk *c = g->chunks;
     while (c) {
         yk__arena_chunk *next = c->next;
-        if (ctx->live_models > 0) {
-            c->next = ctx->spare;
-            ctx->spare = c;
-        } else {
-            ctx->alloc(ctx->ud, c, chunk_total(c->size), 0);
-        }
+        if (ctx->live_models > 0)
+            keep_spare(ctx, c);
+        else
+            yk__chunk_free(ctx, c);
         c = next;
     }
     g->chunks = NULL;

@@ -138,6 +138,21 @@ yk_param *yk_model_at(const yk_model *m, int i)
 
 /* ------------------------------------------------ dirty rows of grad */
 
+/* Bytes of one row of p (of its value, gradient and row values). */
+static size_t row_bytes(const yk_param *p)
+{
+    return (size_t)yk__rowlen(&p->value) * yk_dtype_size(p->value.dtype);
+}
+
+/* A capacity of 64 doubled until it holds need. */
+static int64_t grown(int64_t cap, int64_t need)
+{
+    cap = cap ? cap : 64;
+    while (cap < need)
+        cap *= 2;
+    return cap;
+}
+
 void yk__param_grad_written(yk_param *p)
 {
     p->dirty_all = true;
@@ -163,9 +178,7 @@ static yk_status mark_rows(yk_param *p, const yk__rowchunk *chunks)
             return YK_ENOMEM;
     }
     if (need > p->dirty_cap) {
-        int64_t cap = p->dirty_cap ? p->dirty_cap : 64;
-        while (cap < need)
-            cap *= 2;
+        int64_t cap = grown(p->dirty_cap, need);
         cap = cap > limit ? limit : cap;
         int64_t *r = yk__realloc(ctx, p->dirty_rows,
                                  (size_t)p->dirty_cap * sizeof(int64_t),
@@ -209,7 +222,7 @@ static void clear_dense(yk_param *p)
         if (p->dirty_bits)
             memset(p->dirty_bits, 0, bitmap_bytes(p));
     } else {
-        size_t rb = (size_t)yk__rowlen(&p->value) * yk_dtype_size(p->value.dtype);
+        size_t rb = row_bytes(p);
         char *g = p->grad->data;
         int64_t ahead = yk__prefetch_distance(rb);
         for (int64_t k = 0; k < p->dirty_n; k++) {
@@ -325,19 +338,6 @@ yk_status yk__param_add_dense(yk_param *p, const void *g)
         p->dirty_all = true;
     }
     return s;
-}
-
-static size_t row_bytes(const yk_param *p)
-{
-    return (size_t)yk__rowlen(&p->value) * yk_dtype_size(p->value.dtype);
-}
-
-static int64_t grown(int64_t cap, int64_t need)
-{
-    cap = cap ? cap : 64;
-    while (cap < need)
-        cap *= 2;
-    return cap;
 }
 
 /* Room for need row indices, keeping those held. */
